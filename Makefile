@@ -1,0 +1,104 @@
+# qmux - kdb+ IPC multiplexing proxy.
+#
+#   make            build build/qmux, build/qmux-standin and build/qmux-client
+#   make check      install missing dependencies, build, run unit tests under
+#                   AddressSanitizer + UndefinedBehaviorSanitizer, then integration tests
+#   make demo       build, start the stand-in kdb+ and qmux, run the demonstration
+#   make install    install into $(DESTDIR)$(PREFIX)
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+BUILD ?= build
+
+CC ?= cc
+OPTFLAGS ?= -O2 -g
+WARNFLAGS = -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
+            -Wmissing-prototypes -Wformat=2 -Wsign-compare -Wno-format-nonliteral
+DEPFLAGS = -MMD -MP
+PKGS = libevent libconfig zlib
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
+ALL_CFLAGS = -std=gnu11 $(OPTFLAGS) $(WARNFLAGS) $(DEPFLAGS) -Isrc -Isrc/codec $(PKG_CFLAGS) $(CFLAGS)
+
+# The sanitizer build of the unit tests: fail on the first report, keep frames readable.
+SANFLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+
+# The codec: no libevent dependency, shared by the daemon, the stand-in and the tools.
+CODEC_SRCS = src/ipc.c $(wildcard src/codec/*.c)
+# The daemon, minus main.c so unit tests can link the same modules.
+DAEMON_SRCS = $(filter-out src/main.c src/ipc.c,$(wildcard src/*.c))
+STANDIN_SRCS = $(wildcard src/standin/*.c)
+CLIENT_SRCS = $(wildcard tests/tools/*.c)
+UNIT_SRCS = $(wildcard tests/unit/*.c)
+
+CODEC_OBJS = $(CODEC_SRCS:%.c=$(BUILD)/obj/%.o)
+DAEMON_OBJS = $(DAEMON_SRCS:%.c=$(BUILD)/obj/%.o)
+STANDIN_OBJS = $(STANDIN_SRCS:%.c=$(BUILD)/obj/%.o)
+CLIENT_OBJS = $(CLIENT_SRCS:%.c=$(BUILD)/obj/%.o)
+UNIT_OBJS = $(UNIT_SRCS:%.c=$(BUILD)/asan/%.o) $(CODEC_SRCS:%.c=$(BUILD)/asan/%.o) \
+            $(DAEMON_SRCS:%.c=$(BUILD)/asan/%.o)
+
+PROGRAMS = $(BUILD)/qmux $(BUILD)/qmux-standin $(BUILD)/qmux-client
+
+.PHONY: all check deps unit integration demo install clean
+
+all: $(PROGRAMS)
+
+$(BUILD)/libqcodec.a: $(CODEC_OBJS)
+	ar rcs $@ $^
+
+$(BUILD)/qmux: $(BUILD)/obj/src/main.o $(DAEMON_OBJS) $(BUILD)/libqcodec.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(PKG_LIBS) -lm
+
+$(BUILD)/qmux-standin: $(STANDIN_OBJS) $(BUILD)/libqcodec.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(PKG_LIBS) -lm
+
+$(BUILD)/qmux-client: $(CLIENT_OBJS) $(BUILD)/libqcodec.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(PKG_LIBS) -lm
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/asan/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(SANFLAGS) $(CHECK_CFLAGS) -c -o $@ $<
+
+$(BUILD)/unit-tests: $(UNIT_OBJS)
+	$(CC) $(ALL_CFLAGS) $(SANFLAGS) -o $@ $^ $(CHECK_LIBS) $(PKG_LIBS) -lm
+
+# Installs what is missing first, then re-reads this Makefile so pkg-config sees it.
+check:
+	scripts/install-deps.sh
+	$(MAKE) all $(BUILD)/unit-tests
+	$(MAKE) unit
+	$(MAKE) integration
+
+deps:
+	scripts/install-deps.sh
+
+unit: $(BUILD)/unit-tests
+	QMUX_SOURCE_DIR=$(CURDIR) $(BUILD)/unit-tests
+
+integration: all
+	tests/integration/run.sh
+
+demo:
+	scripts/install-deps.sh
+	$(MAKE) all
+	scripts/demo.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man8 \
+	    $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)/etc/qmux
+	install -m 755 $(BUILD)/qmux $(BUILD)/qmux-standin $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 man/qmux.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	install -m 644 man/qmux.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/
+	install -m 640 conf/qmux.conf $(DESTDIR)/etc/qmux/qmux.conf
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

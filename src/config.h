@@ -1,0 +1,79 @@
+/*
+ * config.h - qmux configuration: loading a libconfig file into a validated struct.
+ *
+ * Loading runs in phases: libconfig parse (errors carry file:line), typed extraction with
+ * range checks against one table of settings, then cross-field validation. Every error is
+ * collected before loading fails, so an operator fixes a file in one pass.
+ */
+#ifndef QMUX_CONFIG_H
+#define QMUX_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_MAX_UPSTREAMS 64
+
+enum log_level {
+    LOG_LEVEL_ERROR = 0,
+    LOG_LEVEL_WARN,
+    LOG_LEVEL_INFO,
+    LOG_LEVEL_DEBUG,
+};
+
+struct config_upstream {
+    char *host;            /* host name or numeric address */
+    int port;              /* 1..65535 */
+    char *user;            /* login sent in the handshake; may be empty */
+    char *password;        /* never logged */
+};
+
+struct config {
+    char *path;                      /* file the config was read from */
+
+    /* listen = { address; port; backlog; } */
+    char *listen_address;            /* default "127.0.0.1" */
+    int listen_port;                 /* required, 1..65535 */
+    int listen_backlog;              /* default 511, 1..65535 */
+
+    /* pool = { ... } */
+    int pool_size;                   /* connections per upstream; default 4, 1..1024 */
+    int pool_capability;             /* capability qmux requests from upstreams; default 6, 1..6 */
+    int reconnect_min_ms;            /* first reconnect delay; default 100, 1..600000 */
+    int reconnect_max_ms;            /* backoff cap; default 10000, >= reconnect_min_ms, <= 3600000 */
+    int connect_timeout_ms;          /* connect plus handshake; default 5000, 1..600000 */
+
+    /* upstreams = ( { host; port; user; password; }, ... ) at least one */
+    struct config_upstream upstreams[CONFIG_MAX_UPSTREAMS];
+    int upstream_count;
+
+    /* clients = { ... } */
+    int max_clients;                 /* default 10000, 1..1000000 */
+    int handshake_timeout_ms;        /* default 10000, 0 (off)..3600000 */
+    uint64_t max_message_size;       /* largest client request, bytes; default 256 MiB,
+                                        1 KiB..1 TiB */
+    size_t output_high_watermark;    /* stop reading the upstream when the client's output
+                                        buffer holds this many bytes; default 1 MiB,
+                                        4 KiB..1 GiB */
+    size_t output_low_watermark;     /* resume reading below this; default 256 KiB,
+                                        < output_high_watermark */
+    size_t input_buffer;             /* client bytes read ahead while a request is in
+                                        flight; default 64 KiB, 1 KiB..64 MiB */
+
+    /* log = { level; } */
+    int log_level;                   /* "error", "warn", "info" (default), "debug" */
+};
+
+/*
+ * Loads and validates path into a newly allocated config. On failure returns NULL and
+ * writes one message per line into errors (each "FILE:LINE: message", naming the key, the
+ * value and the allowed range); errors is always NUL-terminated when errors_size > 0.
+ */
+struct config *config_load(const char *path, char *errors, size_t errors_size);
+
+/* Frees a config returned by config_load. NULL is ignored. */
+void config_free(struct config *config);
+
+/* Returns the name of a log level ("info"), or "unknown". */
+const char *config_log_level_name(int level);
+
+#endif
