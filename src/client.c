@@ -1,0 +1,482 @@
+/*
+ * client.c - client connections: accept, kdb+ login handshake, framing of the messages a
+ * client sends, and the one close path.
+ */
+#include "client.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "log.h"
+#include "pool.h"
+#include "qmux.h"
+#include "upstream.h"
+
+static const char *const state_names[] = {
+    [CLIENT_HANDSHAKE] = "handshake",
+    [CLIENT_IDLE] = "idle",
+    [CLIENT_QUEUED] = "queued",
+    [CLIENT_ACTIVE] = "active",
+    [CLIENT_CLOSING] = "closing",
+    [CLIENT_CLOSED] = "closed",
+};
+
+static void set_state(struct client *client, enum client_state state)
+{
+    clog_debug(client, "state %s -> %s", state_names[client->state], state_names[state]);
+    client->state = state;
+}
+
+static double age_seconds(const struct client *client)
+{
+    struct timeval now;
+
+    gettimeofday(&now, NULL);
+    return (double)(now.tv_sec - client->connected_at.tv_sec) +
+           (double)(now.tv_usec - client->connected_at.tv_usec) / 1e6;
+}
+
+/* Input the client may send ahead while a request is in flight or while reading a
+ * message larger than that: the whole message, bounded by clients.max_message_size. */
+static void set_read_limit(struct client *client, uint64_t limit)
+{
+    size_t floor = qmux.config->input_buffer;
+
+    bufferevent_setwatermark(client->bev, EV_READ, 0, limit > floor ? (size_t)limit : floor);
+}
+
+void client_send_error(struct client *client, const char *text)
+{
+    size_t text_len = strlen(text);
+    uint8_t header[IPC_HEADER_SIZE];
+    uint8_t error_type = 0x80;
+    uint8_t nul = 0;
+
+    if (client->bev == NULL)
+        return;
+    ipc_header_write(header, IPC_RESPONSE, IPC_HEADER_SIZE + 1 + text_len + 1);
+
+    struct evbuffer *output = bufferevent_get_output(client->bev);
+    evbuffer_add(output, header, sizeof(header));
+    evbuffer_add(output, &error_type, 1);
+    evbuffer_add(output, text, text_len);
+    evbuffer_add(output, &nul, 1);
+    client->bytes_out += IPC_HEADER_SIZE + text_len + 2;
+}
+
+void client_close(struct client *client, const char *reason)
+{
+    if (client->state == CLIENT_CLOSED)
+        return;
+
+    clog_info(client, "closed: %s (user %s, %.1f s connected, %" PRIu64 " requests, %" PRIu64
+              " bytes in, %" PRIu64 " bytes out)", reason, client->user[0] ? client->user : "-",
+              age_seconds(client), client->requests, client->bytes_in, client->bytes_out);
+
+    if (client->serving != NULL) {
+        upconn_client_left(client->serving, client);
+        client->serving = NULL;
+    }
+    pool_client_left(qmux.pool, client);
+
+    if (client->handshake_timer != NULL) {
+        event_free(client->handshake_timer);
+        client->handshake_timer = NULL;
+    }
+    if (client->bev != NULL) {
+        bufferevent_free(client->bev);
+        client->bev = NULL;
+    }
+    set_state(client, CLIENT_CLOSED);
+
+    TAILQ_REMOVE(&qmux.clients, client, list_link);
+    qmux.client_count--;
+    TAILQ_INSERT_TAIL(&qmux.closed_clients, client, list_link);
+    event_active(qmux.reaper, EV_TIMEOUT, 0);
+}
+
+/* Sends what is buffered, then closes; nothing more is read or relayed meanwhile. */
+static void close_after_flush(struct client *client, const char *reason)
+{
+    struct evbuffer *output = bufferevent_get_output(client->bev);
+
+    if (evbuffer_get_length(output) == 0) {
+        client_close(client, reason);
+        return;
+    }
+    if (client->serving != NULL) {
+        upconn_client_left(client->serving, client);
+        client->serving = NULL;
+    }
+    pool_client_left(qmux.pool, client);
+    client->close_reason = reason;
+    bufferevent_disable(client->bev, EV_READ);
+    bufferevent_setwatermark(client->bev, EV_WRITE, 0, 0);
+    set_state(client, CLIENT_CLOSING);
+}
+
+void client_reap(void)
+{
+    struct client *client;
+
+    while ((client = TAILQ_FIRST(&qmux.closed_clients)) != NULL) {
+        TAILQ_REMOVE(&qmux.closed_clients, client, list_link);
+        free(client);
+    }
+}
+
+void client_dispatched(struct client *client, struct upconn *conn)
+{
+    (void)conn;
+    client->requests++;
+    set_state(client, CLIENT_ACTIVE);
+}
+
+void client_request_done(struct client *client)
+{
+    if (client->state != CLIENT_ACTIVE)
+        return;
+    set_state(client, CLIENT_IDLE);
+    client_process_input(client);
+}
+
+void client_fail_request(struct client *client, const char *text)
+{
+    if (client->state != CLIENT_ACTIVE)
+        return;
+    client->serving = NULL;
+    client_send_error(client, text);
+    set_state(client, CLIENT_IDLE);
+    client_process_input(client);
+}
+
+/* Reads the header of the next message. Returns 0 when there is none yet or the client
+ * was closed for sending an invalid one. */
+static int read_head(struct client *client, struct evbuffer *input)
+{
+    uint8_t raw[IPC_HEADER_SIZE];
+
+    if (evbuffer_get_length(input) < IPC_HEADER_SIZE)
+        return 0;
+    evbuffer_copyout(input, raw, sizeof(raw));
+
+    int status = ipc_header_parse(raw, &client->head);
+    if (status != IPC_OK) {
+        char reason[160];
+
+        snprintf(reason, sizeof(reason), "invalid message header: %s (bytes %02x %02x %02x "
+                 "%02x %02x %02x %02x %02x)", ipc_status_text(status), raw[0], raw[1], raw[2],
+                 raw[3], raw[4], raw[5], raw[6], raw[7]);
+        client_close(client, reason);
+        return 0;
+    }
+
+    uint64_t limit = qmux.config->max_message_size;
+    if (client->head.length > limit) {
+        char text[160];
+
+        snprintf(text, sizeof(text), "limit: message of %" PRIu64 " bytes exceeds "
+                 "clients.max_message_size (%" PRIu64 ")", client->head.length, limit);
+        if (client->head.type == IPC_SYNC)
+            client_send_error(client, text);
+        close_after_flush(client, "message larger than clients.max_message_size");
+        return 0;
+    }
+
+    client->head_parsed = 1;
+    set_read_limit(client, client->head.length);
+    return 1;
+}
+
+static void discard_message(struct client *client, struct evbuffer *input, const char *why)
+{
+    clog_warn(client, "discarding %s message of %" PRIu64 " bytes: %s",
+              ipc_msg_type_name(client->head.type), client->head.length, why);
+    evbuffer_drain(input, (size_t)client->head.length);
+    client->bytes_in += client->head.length;
+    client->head_parsed = 0;
+}
+
+/* Places a complete message while the client is IDLE. Returns 1 to go on reading. */
+static int place_message(struct client *client, struct evbuffer *input)
+{
+    struct pool *pool = qmux.pool;
+
+    switch (client->head.type) {
+    case IPC_SYNC:
+        pool_submit_sync(pool, client);
+        return 0;
+
+    case IPC_ASYNC: {
+        struct upconn *conn = client->pinned;
+
+        if (conn == NULL)
+            conn = pool_async_target(pool);
+        if (conn == NULL) {
+            pool_wait(pool, client);
+            return 0;
+        }
+        upconn_forward(conn, client);
+        pool_pin(client, conn);
+        return 1;
+    }
+
+    default:
+        discard_message(client, input, "a response with no request from qmux to answer");
+        return 1;
+    }
+}
+
+void client_process_input(struct client *client)
+{
+    if (client->bev == NULL)
+        return;
+    struct evbuffer *input = bufferevent_get_input(client->bev);
+
+    while (client->state == CLIENT_IDLE || client->state == CLIENT_ACTIVE) {
+        if (!client->head_parsed && !read_head(client, input))
+            break;
+        if (evbuffer_get_length(input) < client->head.length)
+            break;
+
+        if (client->state == CLIENT_ACTIVE) {
+            /* Only the answer to a nested sync request from upstream may pass now. */
+            if (client->head.type != IPC_RESPONSE || client->nested_open == 0)
+                break;
+            client->nested_open--;
+            upconn_forward(client->serving, client);
+            continue;
+        }
+        if (!place_message(client, input))
+            break;
+    }
+
+    if (client->bev != NULL && !client->head_parsed)
+        set_read_limit(client, 0);
+}
+
+static void read_handshake(struct client *client)
+{
+    struct evbuffer *input = bufferevent_get_input(client->bev);
+    size_t available = evbuffer_get_length(input);
+    size_t window = available < IPC_HANDSHAKE_MAX + 2 ? available : IPC_HANDSHAKE_MAX + 2;
+    const uint8_t *bytes = evbuffer_pullup(input, (ev_ssize_t)window);
+    struct ipc_handshake handshake;
+
+    int status = ipc_handshake_parse(bytes, window, IPC_HANDSHAKE_MAX, &handshake);
+    if (status == IPC_HANDSHAKE_INCOMPLETE)
+        return;
+    if (status == IPC_HANDSHAKE_TOO_LONG) {
+        client_close(client, "invalid handshake: no NUL within the first 1026 bytes");
+        return;
+    }
+
+    log_sanitize(client->user, sizeof(client->user), (const char *)bytes, handshake.user_len);
+    evbuffer_drain(input, handshake.length);
+    client->bytes_in += handshake.length;
+
+    int pool_capability = qmux.pool->capability;
+    uint8_t reply = (uint8_t)(handshake.capability < pool_capability ? handshake.capability
+                                                                     : pool_capability);
+    client->capability = reply;
+    bufferevent_write(client->bev, &reply, 1);
+    client->bytes_out += 1;
+
+    if (client->handshake_timer != NULL) {
+        event_free(client->handshake_timer);
+        client->handshake_timer = NULL;
+    }
+    set_state(client, CLIENT_IDLE);
+    clog_info(client, "logged in as user %s, capability %d (requested %d)",
+              client->user[0] ? client->user : "-", reply, handshake.capability);
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    struct client *client = arg;
+
+    (void)bev;
+    if (client->state == CLIENT_HANDSHAKE)
+        read_handshake(client);
+    if (client->state == CLIENT_IDLE || client->state == CLIENT_ACTIVE)
+        client_process_input(client);
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+    struct client *client = arg;
+
+    if (client->state == CLIENT_CLOSING) {
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+            client_close(client, client->close_reason);
+        return;
+    }
+    if (client->serving != NULL && client->serving->read_paused)
+        upconn_resume(client->serving);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct client *client = arg;
+    char reason[160];
+
+    if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
+        return;
+
+    size_t buffered = evbuffer_get_length(bufferevent_get_input(bev));
+    if (what & BEV_EVENT_ERROR)
+        snprintf(reason, sizeof(reason), "socket error: %s",
+                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    else if (client->state == CLIENT_HANDSHAKE)
+        snprintf(reason, sizeof(reason), "disconnected during the handshake");
+    else if (client->head_parsed && buffered < client->head.length)
+        snprintf(reason, sizeof(reason), "disconnected mid-message (%zu of %" PRIu64
+                 " bytes received)", buffered, client->head.length);
+    else if (client->state == CLIENT_ACTIVE)
+        snprintf(reason, sizeof(reason), "disconnected while its request was in flight");
+    else if (client->state == CLIENT_QUEUED)
+        snprintf(reason, sizeof(reason), "disconnected while its request was queued");
+    else
+        snprintf(reason, sizeof(reason), "disconnected");
+    client_close(client, reason);
+}
+
+static void handshake_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct client *client = arg;
+    char reason[96];
+
+    (void)fd;
+    (void)what;
+    snprintf(reason, sizeof(reason), "handshake not completed within %d ms "
+             "(clients.handshake_timeout_ms)", qmux.config->handshake_timeout_ms);
+    client_close(client, reason);
+}
+
+static void format_peer(const struct sockaddr *address, socklen_t length, char *out, size_t size)
+{
+    char host[48];   /* INET6_ADDRSTRLEN */
+    char port[8];
+
+    if (getnameinfo(address, length, host, sizeof(host), port, sizeof(port),
+                    NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+        snprintf(out, size, "unknown");
+        return;
+    }
+    if (address->sa_family == AF_INET6)
+        snprintf(out, size, "[%s]:%s", host, port);
+    else
+        snprintf(out, size, "%s:%s", host, port);
+}
+
+static int start_handshake_timer(struct client *client)
+{
+    int ms = qmux.config->handshake_timeout_ms;
+
+    if (ms == 0)
+        return 0;
+    client->handshake_timer = evtimer_new(qmux.base, handshake_timeout_cb, client);
+    if (client->handshake_timer == NULL)
+        return -1;
+
+    struct timeval timeout = { ms / 1000, (ms % 1000) * 1000 };
+    return evtimer_add(client->handshake_timer, &timeout);
+}
+
+static void accept_cb(struct evconnlistener *listener, evutil_socket_t fd,
+                      struct sockaddr *address, int length, void *arg)
+{
+    char peer[64];
+
+    (void)listener;
+    (void)arg;
+    format_peer(address, (socklen_t)length, peer, sizeof(peer));
+    if (qmux.client_count >= qmux.config->max_clients) {
+        log_warn("rejecting connection from %s: %d clients connected, the "
+                 "clients.max_clients limit; raise it to admit more", peer, qmux.client_count);
+        evutil_closesocket(fd);
+        return;
+    }
+
+    struct client *client = calloc(1, sizeof(*client));
+    if (client == NULL) {
+        log_error("rejecting connection from %s: out of memory", peer);
+        evutil_closesocket(fd);
+        return;
+    }
+    client->id = qmux_next_id();
+    snprintf(client->peer, sizeof(client->peer), "%s", peer);
+    gettimeofday(&client->connected_at, NULL);
+    client->state = CLIENT_HANDSHAKE;
+    TAILQ_INSERT_TAIL(&qmux.clients, client, list_link);
+    qmux.client_count++;
+
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    client->bev = bufferevent_socket_new(qmux.base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (client->bev == NULL) {
+        evutil_closesocket(fd);
+        client_close(client, "out of memory while accepting");
+        return;
+    }
+    bufferevent_setcb(client->bev, read_cb, write_cb, event_cb, client);
+    bufferevent_setwatermark(client->bev, EV_WRITE, qmux.config->output_low_watermark, 0);
+    set_read_limit(client, 0);
+    bufferevent_enable(client->bev, EV_READ | EV_WRITE);
+    if (start_handshake_timer(client) != 0) {
+        client_close(client, "out of memory while accepting");
+        return;
+    }
+    clog_debug(client, "connected");
+}
+
+static void accept_error_cb(struct evconnlistener *listener, void *arg)
+{
+    int error = EVUTIL_SOCKET_ERROR();
+
+    (void)arg;
+    (void)listener;
+    /* TODO: on EMFILE/ENFILE disable the listener briefly instead of retrying at once. */
+    log_error("accept failed: %s; check the open-file limit (ulimit -n) against "
+              "clients.max_clients", evutil_socket_error_to_string(error));
+}
+
+int client_listen(void)
+{
+    const struct config *config = qmux.config;
+    struct sockaddr_storage address;
+    int length = sizeof(address);
+    char text[300];
+
+    if (strchr(config->listen_address, ':') != NULL)
+        snprintf(text, sizeof(text), "[%s]:%d", config->listen_address, config->listen_port);
+    else
+        snprintf(text, sizeof(text), "%s:%d", config->listen_address, config->listen_port);
+    if (evutil_parse_sockaddr_port(text, (struct sockaddr *)&address, &length) != 0) {
+        log_error("invalid listen.address \"%s\": expected a numeric IPv4 or IPv6 address",
+                  config->listen_address);
+        return -1;
+    }
+
+    unsigned flags = LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC;
+    qmux.listener = evconnlistener_new_bind(qmux.base, accept_cb, NULL, flags,
+                                            config->listen_backlog,
+                                            (struct sockaddr *)&address, length);
+    if (qmux.listener == NULL) {
+        log_error("cannot listen on %s: %s; check listen.address and listen.port", text,
+                  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        return -1;
+    }
+    evconnlistener_set_error_cb(qmux.listener, accept_error_cb);
+    log_info("listening on %s", text);
+    return 0;
+}

@@ -1,0 +1,101 @@
+/*
+ * client.h - client connections: the kdb+ handshake, message framing and the client
+ * state machine.
+ *
+ *   HANDSHAKE --login--> IDLE --sync--> QUEUED --dispatched--> ACTIVE --response--> IDLE
+ *                          |                                      ^
+ *                          +--------------sync, idle upstream-----+
+ *   any state --client_close()--> CLOSED (freed by the reaper outside callbacks)
+ *
+ * Async messages never change the state: they are written upstream at once (or wait in
+ * QUEUED while no upstream connection is up).
+ */
+#ifndef QMUX_CLIENT_H
+#define QMUX_CLIENT_H
+
+#include <inttypes.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/time.h>
+
+#include <event2/bufferevent.h>
+#include <event2/listener.h>
+
+#include "ipc.h"
+
+struct upconn;
+struct request_queue;
+
+enum client_state {
+    CLIENT_HANDSHAKE,   /* reading "user:password" + capability + NUL */
+    CLIENT_IDLE,        /* no request of this client is queued or in flight */
+    CLIENT_QUEUED,      /* its next message waits for an upstream connection */
+    CLIENT_ACTIVE,      /* its sync request is in flight; the response is being relayed */
+    CLIENT_CLOSING,     /* flushing a final error before closing */
+    CLIENT_CLOSED,
+};
+
+struct client {
+    uint64_t id;
+    char peer[64];                  /* "address:port" */
+    char user[64];                  /* login name, sanitized for logs */
+    struct bufferevent *bev;
+    enum client_state state;
+    int capability;                 /* agreed in the handshake */
+    struct timeval connected_at;
+
+    /* The message at the head of the input buffer, once its header has been read. */
+    int head_parsed;
+    struct ipc_header head;
+
+    struct upconn *serving;         /* ACTIVE: the connection carrying its sync request */
+    struct upconn *pinned;          /* connection that carried its unconfirmed async messages */
+    TAILQ_ENTRY(client) pin_link;   /* in pinned->pinned_clients */
+    int nested_open;                /* syncs from upstream relayed to it and not answered */
+
+    struct request_queue *queue;    /* queue it waits in, or NULL */
+    TAILQ_ENTRY(client) queue_link;
+    struct timeval queued_at;
+
+    struct event *handshake_timer;
+    const char *close_reason;       /* CLOSING: logged when the flush completes */
+
+    uint64_t requests;
+    uint64_t bytes_in;
+    uint64_t bytes_out;
+
+    TAILQ_ENTRY(client) list_link;  /* in qmux.clients or qmux.closed_clients */
+};
+
+/* Creates the listening socket from the config. Returns 0, or -1 after logging why. */
+int client_listen(void);
+
+/*
+ * Reads and acts on every complete message at the head of the client's input that its
+ * state allows. Called on new input and whenever the client returns to IDLE.
+ */
+void client_process_input(struct client *client);
+
+/* Called by the pool when the client's sync request was written to conn. */
+void client_dispatched(struct client *client, struct upconn *conn);
+
+/* Called by the upstream when the response to the client's sync request is complete. */
+void client_request_done(struct client *client);
+
+/*
+ * Sends a kdb+ error response ('text) for the client's current sync request and makes it
+ * IDLE again. text must not contain NUL.
+ */
+void client_fail_request(struct client *client, const char *text);
+
+/* Sends a kdb+ error response without changing state. */
+void client_send_error(struct client *client, const char *text);
+
+/* The one close path: logs reason with id, peer, age and byte counts, releases the
+ * connection's links and frees it later. Safe to call twice. */
+void client_close(struct client *client, const char *reason);
+
+/* Frees clients closed since the last call; runs outside any client callback. */
+void client_reap(void);
+
+#endif

@@ -1,0 +1,248 @@
+/*
+ * main.c - command line, start-up, signal handling and shutdown of the qmux daemon.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "client.h"
+#include "config.h"
+#include "log.h"
+#include "pool.h"
+#include "qmux.h"
+
+/* Exit statuses, documented in qmux(8). */
+enum {
+    EXIT_OK = 0,
+    EXIT_CONFIG = 1,
+    EXIT_USAGE = 2,
+    EXIT_STARTUP = 3,
+};
+
+/* File descriptors beyond clients and upstream connections: listener, stdio, DNS, logs. */
+#define FD_RESERVE 32
+
+struct qmux qmux;
+
+uint64_t qmux_next_id(void)
+{
+    return ++qmux.next_connection_id;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: qmux [-t] [-f] -c FILE\n"
+            "       qmux --version | --help\n"
+            "\n"
+            "  -c, --config FILE  configuration file (libconfig syntax), required\n"
+            "  -t, --test         check the configuration, print the result and exit\n"
+            "                     (0 valid, 1 invalid)\n"
+            "  -f, --foreground   run in the foreground (qmux always does; accepted for\n"
+            "                     familiarity)\n"
+            "  -V, --version      print the version and exit\n"
+            "  -h, --help         print this help and exit\n"
+            "\n"
+            "Exit statuses: 0 success, 1 invalid configuration, 2 usage error,\n"
+            "3 start-up failure (for example the listen port is in use).\n");
+}
+
+static void reaper_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    client_reap();
+}
+
+static void stop_cb(evutil_socket_t signal_number, short what, void *arg)
+{
+    (void)what;
+    (void)arg;
+    log_info("received %s; shutting down", strsignal((int)signal_number));
+    event_base_loopexit(qmux.base, NULL);
+}
+
+/* Raises the open-file limit to its hard maximum and logs the budget against it. */
+static void check_fd_budget(const struct config *config)
+{
+    struct rlimit limit;
+
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0)
+        return;
+    if (limit.rlim_cur < limit.rlim_max) {
+        limit.rlim_cur = limit.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &limit);
+        getrlimit(RLIMIT_NOFILE, &limit);
+    }
+
+    unsigned long long need = (unsigned long long)config->max_clients +
+                              (unsigned long long)config->upstream_count * config->pool_size +
+                              FD_RESERVE;
+    if (need > (unsigned long long)limit.rlim_cur)
+        log_warn("file descriptors: up to %llu needed (clients.max_clients %d + upstream "
+                 "connections + %d reserve) but RLIMIT_NOFILE is %llu; raise LimitNOFILE or "
+                 "ulimit -n, or lower clients.max_clients", need, config->max_clients,
+                 FD_RESERVE, (unsigned long long)limit.rlim_cur);
+    else
+        log_info("file descriptors: up to %llu needed, RLIMIT_NOFILE is %llu", need,
+                 (unsigned long long)limit.rlim_cur);
+}
+
+static struct evdns_base *create_dns(void)
+{
+    int flags = EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE;
+    struct evdns_base *dns = evdns_base_new(qmux.base, flags);
+
+    /* Without /etc/resolv.conf, numeric addresses and /etc/hosts still resolve. */
+    if (dns == NULL) {
+        dns = evdns_base_new(qmux.base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+        if (dns != NULL)
+            evdns_base_load_hosts(dns, NULL);
+    }
+    return dns;
+}
+
+static int start(void)
+{
+    qmux.base = event_base_new();
+    if (qmux.base == NULL) {
+        log_error("cannot create the event loop");
+        return -1;
+    }
+    qmux.dns = create_dns();
+    qmux.reaper = event_new(qmux.base, -1, 0, reaper_cb, NULL);
+    if (qmux.dns == NULL || qmux.reaper == NULL) {
+        log_error("cannot create the resolver or the reaper event (out of memory)");
+        return -1;
+    }
+    TAILQ_INIT(&qmux.clients);
+    TAILQ_INIT(&qmux.closed_clients);
+
+    if (client_listen() != 0)
+        return -1;
+    qmux.pool = pool_create(qmux.config);
+    if (qmux.pool == NULL) {
+        log_error("cannot create the upstream pool (out of memory)");
+        return -1;
+    }
+    return 0;
+}
+
+static void shutdown_all(void)
+{
+    struct client *client;
+
+    while ((client = TAILQ_FIRST(&qmux.clients)) != NULL)
+        client_close(client, "qmux is shutting down");
+    client_reap();
+
+    pool_destroy(qmux.pool);
+    if (qmux.listener != NULL)
+        evconnlistener_free(qmux.listener);
+    if (qmux.reaper != NULL)
+        event_free(qmux.reaper);
+    if (qmux.dns != NULL)
+        evdns_base_free(qmux.dns, 0);
+    if (qmux.base != NULL)
+        event_base_free(qmux.base);
+}
+
+static int run(void)
+{
+    struct event *signals[2] = { NULL, NULL };
+    int status = EXIT_OK;
+
+    signal(SIGPIPE, SIG_IGN);
+    srandom((unsigned)time(NULL) ^ (unsigned)getpid());
+    check_fd_budget(qmux.config);
+
+    if (start() != 0) {
+        status = EXIT_STARTUP;
+    } else {
+        signals[0] = evsignal_new(qmux.base, SIGTERM, stop_cb, NULL);
+        signals[1] = evsignal_new(qmux.base, SIGINT, stop_cb, NULL);
+        evsignal_add(signals[0], NULL);
+        evsignal_add(signals[1], NULL);
+        log_info("qmux %s started: %d upstream%s, pool.size %d, config %s", QMUX_VERSION,
+                 qmux.config->upstream_count, qmux.config->upstream_count == 1 ? "" : "s",
+                 qmux.config->pool_size, qmux.config->path);
+        event_base_dispatch(qmux.base);
+    }
+
+    for (int i = 0; i < 2; i++)
+        if (signals[i] != NULL)
+            event_free(signals[i]);
+    shutdown_all();
+    log_info("qmux stopped");
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option options[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "test", no_argument, NULL, 't' },
+        { "foreground", no_argument, NULL, 'f' },
+        { "version", no_argument, NULL, 'V' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *path = NULL;
+    int test_only = 0;
+    int option;
+
+    while ((option = getopt_long(argc, argv, "c:tfVh", options, NULL)) != -1) {
+        switch (option) {
+        case 'c':
+            path = optarg;
+            break;
+        case 't':
+            test_only = 1;
+            break;
+        case 'f':
+            break;
+        case 'V':
+            printf("qmux %s\n", QMUX_VERSION);
+            return EXIT_OK;
+        case 'h':
+            usage(stdout);
+            return EXIT_OK;
+        default:
+            usage(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (path == NULL || optind != argc) {
+        fprintf(stderr, "qmux: %s\n", path == NULL ? "missing -c FILE" : "unexpected argument");
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+
+    char errors[8192];
+    qmux.config = config_load(path, errors, sizeof(errors));
+    if (qmux.config == NULL) {
+        fprintf(stderr, "%s", errors);
+        fprintf(stderr, "qmux: configuration file %s is invalid\n", path);
+        return EXIT_CONFIG;
+    }
+    if (test_only) {
+        printf("qmux: configuration file %s is valid\n", path);
+        config_free(qmux.config);
+        return EXIT_OK;
+    }
+
+    log_set_level(qmux.config->log_level);
+    int status = run();
+    config_free(qmux.config);
+    return status;
+}

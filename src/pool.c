@@ -1,0 +1,297 @@
+/*
+ * pool.c - the upstream connection pool and the pairing of client requests with
+ * upstream responses. This is the core of qmux.
+ *
+ * kdb+ IPC responses carry no request id: on one connection, the n-th response answers
+ * the n-th sync request. qmux keeps that pairing trivial by never having more than one
+ * sync request in flight per upstream connection, and by serving each client's
+ * messages strictly in the order it sent them, one sync request at a time.
+ *
+ *     clients                    pool                          upstream connections
+ *   +----------+  sync   +------------------------+   write   +-------------------+
+ *   | client 7 |-------->| shared queue (FIFO)    |---------->| conn 3  BUSY (c7) |--> kdb+
+ *   | client 8 |-------->|   c8 -> c9 -> ...      |           | conn 4  IDLE      |--> kdb+
+ *   | client 9 |  async  | conn 5 pinned queue    |           | conn 5  BUSY (c2) |--> kdb+
+ *   +----------+-------->|   c11                  |           +-------------------+
+ *        ^               +------------------------+                    |
+ *        |        response bytes, relayed as they arrive               |
+ *        +-------------------------------------------------------------+
+ *
+ * A sync request (message type 1) from client C:
+ *   1. C's input buffer holds the whole message; C is IDLE, so pool_submit_sync() runs.
+ *   2. An idle connection U is taken from the idle list, or C waits in the queue (state
+ *      QUEUED). pool_release() hands U to the oldest waiter when U's previous response
+ *      has been relayed.
+ *   3. upconn_send_request() moves the request bytes from C's input buffer to U's output
+ *      buffer (evbuffer chain moves, no copy), sets U->client = C and C->serving = U.
+ *   4. Bytes from U are framed by their 8-byte header. Every message U sends while C's
+ *      request is open goes to C, as it arrives: a nested sync or async from kdb+ first,
+ *      then the response (type 2), which ends the request. Nothing is held back to form
+ *      a whole message, so a 1 GB result passes through a bounded buffer; when C's output
+ *      buffer passes clients.output_high_watermark, reading from U stops until it drains
+ *      below clients.output_low_watermark.
+ *   5. On the response's last byte U returns to the pool (the oldest waiter gets it
+ *      first), and C goes back to IDLE and processes its next buffered message.
+ *
+ * Async messages (type 0) and the ordering rule:
+ *   kdb+ processes messages in order per connection, but not across connections. An async
+ *   message is written at once to a connection that is logged in (an idle one if there
+ *   is one) and the client is pinned to that connection. While pinned, the client's next
+ *   sync request waits for that same connection, so kdb+ reads the async messages before
+ *   the sync request, and `neg[h]"a:1"; h"a"` returns 1 with any pool size. The pin ends
+ *   when that sync request is sent, since the client sends nothing further until it is
+ *   answered. If the pinned connection dies, the pin is dropped and waiting requests move
+ *   to the front of the shared queue.
+ *
+ * Worked example, pool.size = 1: client 7 sends `h"system \"sleep 2\""`, client 8 sends
+ * `h"til 3"` 10 ms later. c7 gets conn 3; c8 queues. After 2 s kdb+ answers c7's request;
+ * its response is relayed to c7, conn 3 returns to the pool and goes to c8, whose request
+ * is then written. Client 9's `neg[h]"a:1"` arriving meanwhile is written to conn 3 at once
+ * (behind c8's request, so kdb+ runs it after) and pins c9 to conn 3.
+ */
+#include "pool.h"
+
+#include <stdlib.h>
+
+#include "client.h"
+#include "log.h"
+#include "qmux.h"
+
+static void backend_init(struct backend *backend, int index, const struct config *config)
+{
+    const struct config_upstream *settings = &config->upstreams[index];
+
+    backend->index = index;
+    backend->settings = settings;
+    backend->size = config->pool_size;
+    snprintf(backend->name, sizeof(backend->name), "%s:%d", settings->host, settings->port);
+}
+
+static int backend_create_conns(struct backend *backend)
+{
+    backend->conns = calloc((size_t)backend->size, sizeof(*backend->conns));
+    if (backend->conns == NULL)
+        return -1;
+
+    for (int slot = 0; slot < backend->size; slot++) {
+        struct upconn *conn = &backend->conns[slot];
+
+        conn->backend = backend;
+        conn->slot = slot;
+        conn->state = UPCONN_DOWN;
+        TAILQ_INIT(&conn->pinned_clients);
+        queue_init(&conn->pinned_queue);
+    }
+    return 0;
+}
+
+struct pool *pool_create(const struct config *config)
+{
+    struct pool *pool = calloc(1, sizeof(*pool));
+
+    if (pool == NULL)
+        return NULL;
+    TAILQ_INIT(&pool->idle);
+    queue_init(&pool->queue);
+    pool->capability = config->pool_capability;
+
+    pool->backends = calloc((size_t)config->upstream_count, sizeof(*pool->backends));
+    if (pool->backends == NULL) {
+        free(pool);
+        return NULL;
+    }
+    pool->backend_count = config->upstream_count;
+
+    for (int i = 0; i < pool->backend_count; i++) {
+        backend_init(&pool->backends[i], i, config);
+        if (backend_create_conns(&pool->backends[i]) != 0) {
+            pool->backend_count = i;
+            pool_destroy(pool);
+            return NULL;
+        }
+    }
+
+    for (int i = 0; i < pool->backend_count; i++) {
+        struct backend *backend = &pool->backends[i];
+
+        for (int slot = 0; slot < backend->size; slot++)
+            upconn_connect(&backend->conns[slot]);
+    }
+    return pool;
+}
+
+void pool_destroy(struct pool *pool)
+{
+    if (pool == NULL)
+        return;
+
+    for (int i = 0; i < pool->backend_count; i++) {
+        struct backend *backend = &pool->backends[i];
+
+        for (int slot = 0; backend->conns != NULL && slot < backend->size; slot++)
+            upconn_destroy(&backend->conns[slot]);
+        free(backend->conns);
+    }
+    free(pool->backends);
+    free(pool);
+}
+
+static int conn_logged_in(const struct upconn *conn)
+{
+    return conn->state == UPCONN_IDLE || conn->state == UPCONN_BUSY;
+}
+
+static void take_idle(struct pool *pool, struct upconn *conn)
+{
+    TAILQ_REMOVE(&pool->idle, conn, idle_link);
+    pool->idle_count--;
+    conn->in_idle_list = 0;
+}
+
+static void client_wait(struct request_queue *queue, struct client *client)
+{
+    client->state = CLIENT_QUEUED;
+    gettimeofday(&client->queued_at, NULL);
+    queue_push(queue, client);
+}
+
+void pool_submit_sync(struct pool *pool, struct client *client)
+{
+    struct upconn *conn = client->pinned;
+
+    if (conn != NULL) {
+        if (conn->in_idle_list) {
+            take_idle(pool, conn);
+            upconn_send_request(conn, client);
+        } else {
+            client_wait(&conn->pinned_queue, client);
+        }
+        return;
+    }
+
+    conn = TAILQ_FIRST(&pool->idle);
+    if (conn != NULL) {
+        take_idle(pool, conn);
+        upconn_send_request(conn, client);
+        return;
+    }
+    client_wait(&pool->queue, client);
+}
+
+struct upconn *pool_async_target(struct pool *pool)
+{
+    struct upconn *idle = TAILQ_FIRST(&pool->idle);
+
+    if (idle != NULL)
+        return idle;
+
+    /* Every logged-in connection is busy: take the next one in turn. */
+    int total = 0;
+    for (int i = 0; i < pool->backend_count; i++)
+        total += pool->backends[i].size;
+
+    for (int step = 0; step < total; step++) {
+        int position = (pool->rotation + step) % total;
+        struct backend *backend = pool->backends;
+
+        while (position >= backend->size) {
+            position -= backend->size;
+            backend++;
+        }
+        struct upconn *conn = &backend->conns[position];
+        if (conn_logged_in(conn)) {
+            pool->rotation = (pool->rotation + step + 1) % total;
+            return conn;
+        }
+    }
+    return NULL;
+}
+
+void pool_wait(struct pool *pool, struct client *client)
+{
+    client_wait(&pool->queue, client);
+}
+
+void pool_release(struct pool *pool, struct upconn *conn)
+{
+    conn->state = UPCONN_IDLE;
+    gettimeofday(&conn->since, NULL);
+    TAILQ_INSERT_TAIL(&pool->idle, conn, idle_link);
+    pool->idle_count++;
+    conn->in_idle_list = 1;
+
+    /* Each waiter re-runs its head message: a sync request takes conn out of the idle
+     * list (ending the loop); an async one is written and the next waiter is served. */
+    while (conn->in_idle_list) {
+        struct client *client = queue_pop(&conn->pinned_queue);
+
+        if (client == NULL)
+            client = queue_pop(&pool->queue);
+        if (client == NULL)
+            break;
+        client->state = CLIENT_IDLE;
+        client_process_input(client);
+    }
+}
+
+void pool_forget(struct pool *pool, struct upconn *conn)
+{
+    if (conn->in_idle_list)
+        take_idle(pool, conn);
+}
+
+void pool_serve_queue(struct pool *pool)
+{
+    while (pool->queue.length > 0 && pool->idle_count > 0) {
+        struct upconn *conn = TAILQ_FIRST(&pool->idle);
+
+        /* pool_release() leaves conn idle only once both queues are empty. */
+        take_idle(pool, conn);
+        pool_release(pool, conn);
+    }
+}
+
+void pool_note_capability(struct pool *pool, int capability)
+{
+    if (capability < pool->capability) {
+        log_warn("pool: an upstream agreed capability %d, lower than %d; clients now get "
+                 "at most %d", capability, pool->capability, capability);
+        pool->capability = capability;
+    }
+}
+
+void pool_client_left(struct pool *pool, struct client *client)
+{
+    (void)pool;
+    if (client->queue != NULL)
+        queue_remove(client->queue, client);
+    pool_unpin(client);
+}
+
+void pool_pin(struct client *client, struct upconn *conn)
+{
+    if (client->pinned == conn)
+        return;
+    pool_unpin(client);
+    TAILQ_INSERT_TAIL(&conn->pinned_clients, client, pin_link);
+    client->pinned = conn;
+}
+
+void pool_unpin(struct client *client)
+{
+    if (client->pinned == NULL)
+        return;
+    TAILQ_REMOVE(&client->pinned->pinned_clients, client, pin_link);
+    client->pinned = NULL;
+}
+
+void pool_conn_lost(struct pool *pool, struct upconn *conn)
+{
+    struct client *client;
+
+    pool_forget(pool, conn);
+    while ((client = TAILQ_FIRST(&conn->pinned_clients)) != NULL)
+        pool_unpin(client);
+    queue_splice_front(&pool->queue, &conn->pinned_queue);
+    pool_serve_queue(pool);
+}

@@ -1,0 +1,75 @@
+/*
+ * pool.h - the pool of upstream connections and the pairing of client requests with them.
+ */
+#ifndef QMUX_POOL_H
+#define QMUX_POOL_H
+
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "queue.h"
+#include "upstream.h"
+
+struct client;
+
+struct pool {
+    struct backend *backends;
+    int backend_count;
+
+    TAILQ_HEAD(, upconn) idle;     /* connections ready for a sync request */
+    int idle_count;
+    struct request_queue queue;     /* clients waiting for any connection, FIFO */
+
+    /* Capability offered to clients: the lowest any upstream connection agreed, or the
+     * configured pool.capability before the first login. */
+    int capability;
+    int rotation;                   /* round-robin cursor for async placement */
+};
+
+/* Creates every backend and connection of config and starts connecting. */
+struct pool *pool_create(const struct config *config);
+
+/* Closes every connection and frees the pool. */
+void pool_destroy(struct pool *pool);
+
+/*
+ * Places the client's head message, a sync request: sends it at once on an idle
+ * connection (the pinned one, if the client is pinned) or queues the client.
+ */
+void pool_submit_sync(struct pool *pool, struct client *client);
+
+/*
+ * Returns the connection for an async message of a client that is not pinned: an idle
+ * one, else any logged-in one in turn (kdb+ orders messages per connection, so a busy
+ * connection is fine). Returns NULL when none is logged in.
+ */
+struct upconn *pool_async_target(struct pool *pool);
+
+/* Queues a client whose async message found no connection; it waits like a sync. */
+void pool_wait(struct pool *pool, struct client *client);
+
+/* Called when conn becomes free: serves its pinned queue, then the shared queue, else
+ * puts it in the idle list. */
+void pool_release(struct pool *pool, struct upconn *conn);
+
+/* Removes conn from the idle list if it is there (it is closing). */
+void pool_forget(struct pool *pool, struct upconn *conn);
+
+/* Hands idle connections to waiting clients (after waiters moved into the queue). */
+void pool_serve_queue(struct pool *pool);
+
+/* Called by a closing connection: drops its pins and moves its waiters to the front of
+ * the shared queue, where other connections serve them. */
+void pool_conn_lost(struct pool *pool, struct upconn *conn);
+
+/* Records conn's agreed capability in the pool's client-facing capability. */
+void pool_note_capability(struct pool *pool, int capability);
+
+/* Removes the client from whatever queue it waits in and from its pin. */
+void pool_client_left(struct pool *pool, struct client *client);
+
+/* Pins client to conn (after writing its async message there). */
+void pool_pin(struct client *client, struct upconn *conn);
+void pool_unpin(struct client *client);
+
+#endif

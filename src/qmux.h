@@ -1,0 +1,42 @@
+/*
+ * qmux.h - the process-wide state every module shares: event base, config, connection
+ * lists and the id counter.
+ */
+#ifndef QMUX_QMUX_H
+#define QMUX_QMUX_H
+
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include <event2/event.h>
+
+#include "config.h"
+
+#define QMUX_VERSION "0.1.0"
+
+struct client;
+struct pool;
+
+struct qmux {
+    struct event_base *base;
+    struct evdns_base *dns;
+    struct config *config;
+    struct pool *pool;
+    struct evconnlistener *listener;
+
+    TAILQ_HEAD(client_list, client) clients;   /* every open client */
+    int client_count;
+
+    /* Closed clients wait here until the event loop is outside their callbacks. */
+    TAILQ_HEAD(, client) closed_clients;
+    struct event *reaper;
+
+    uint64_t next_connection_id;               /* shared by clients and upstream connections */
+};
+
+extern struct qmux qmux;
+
+/* Returns a new connection id; ids are never reused within a process. */
+uint64_t qmux_next_id(void);
+
+#endif

@@ -1,0 +1,530 @@
+/*
+ * upstream.c - one pooled connection to an upstream kdb+: connect, login, relay of the
+ * messages it sends, and reconnect with exponential backoff and jitter.
+ */
+#include "upstream.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+
+#include "client.h"
+#include "ipc.h"
+#include "log.h"
+#include "pool.h"
+#include "qmux.h"
+
+/* Bytes read from an upstream socket per read call: large reads keep the syscall count
+ * low when a big result streams through. */
+#define UPSTREAM_READ_CHUNK (256 * 1024)
+
+/* Messages of 2^31 bytes and more need capability 5 or 6 on the receiving side. */
+#define LARGE_MESSAGE (UINT64_C(1) << 31)
+
+static const char *const state_names[] = {
+    [UPCONN_DOWN] = "down",
+    [UPCONN_CONNECTING] = "connecting",
+    [UPCONN_LOGIN] = "login",
+    [UPCONN_IDLE] = "idle",
+    [UPCONN_BUSY] = "busy",
+};
+
+const char *upconn_state_name(enum upconn_state state)
+{
+    return state_names[state];
+}
+
+static void set_state(struct upconn *conn, enum upconn_state state)
+{
+    ulog_debug(conn, "state %s -> %s", state_names[conn->state], state_names[state]);
+    conn->state = state;
+    gettimeofday(&conn->since, NULL);
+}
+
+static double seconds_since(const struct timeval *start)
+{
+    struct timeval now;
+
+    gettimeofday(&now, NULL);
+    return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_usec - start->tv_usec) / 1e6;
+}
+
+/* Moves n bytes between evbuffers; evbuffer_remove_buffer() counts in int. */
+static void move_bytes(struct evbuffer *from, struct evbuffer *to, uint64_t n)
+{
+    while (n > 0) {
+        size_t chunk = n > (UINT64_C(1) << 30) ? ((size_t)1 << 30) : (size_t)n;
+        int moved = evbuffer_remove_buffer(from, to, chunk);
+
+        if (moved <= 0)
+            break;
+        n -= (uint64_t)moved;
+    }
+}
+
+static void send_error_upstream(struct upconn *conn, const char *text)
+{
+    size_t text_len = strlen(text);
+    uint8_t header[IPC_HEADER_SIZE];
+    uint8_t error_type = 0x80;
+    uint8_t nul = 0;
+
+    ipc_header_write(header, IPC_RESPONSE, IPC_HEADER_SIZE + 1 + text_len + 1);
+    struct evbuffer *output = bufferevent_get_output(conn->bev);
+    evbuffer_add(output, header, sizeof(header));
+    evbuffer_add(output, &error_type, 1);
+    evbuffer_add(output, text, text_len);
+    evbuffer_add(output, &nul, 1);
+}
+
+/* Delay before the next attempt: pool.reconnect_min_ms doubled per failure, capped at
+ * pool.reconnect_max_ms, then a uniformly random point in its upper half, so that many
+ * connections lost at once do not all reconnect at the same moment. */
+static long backoff_ms(const struct upconn *conn)
+{
+    const struct config *config = qmux.config;
+    long delay = config->reconnect_min_ms;
+
+    for (int i = 1; i < conn->failures && delay < config->reconnect_max_ms; i++)
+        delay *= 2;
+    if (delay > config->reconnect_max_ms)
+        delay = config->reconnect_max_ms;
+
+    long half = delay / 2;
+    return delay - half + (half > 0 ? random() % (half + 1) : 0);
+}
+
+static void arm_timer(struct upconn *conn, long ms)
+{
+    struct timeval delay = { ms / 1000, (ms % 1000) * 1000 };
+
+    evtimer_add(conn->timer, &delay);
+}
+
+static void finish_login(struct upconn *conn, int capability)
+{
+    evtimer_del(conn->timer);
+    conn->capability = capability;
+
+    if (!conn->ever_connected)
+        ulog_info(conn, "connected, capability %d", capability);
+    else if (conn->failures > 0)
+        ulog_info(conn, "reconnected after %d attempt%s and %.1f s down, capability %d",
+                  conn->failures, conn->failures == 1 ? "" : "s",
+                  seconds_since(&conn->down_since), capability);
+    else
+        ulog_info(conn, "reconnected, capability %d", capability);
+
+    conn->failures = 0;
+    conn->ever_connected = 1;
+    conn->last_error[0] = '\0';
+    pool_note_capability(qmux.pool, capability);
+    pool_release(qmux.pool, conn);
+}
+
+/* Reads the one-byte login reply. Returns 1 when logged in. */
+static int read_login_reply(struct upconn *conn)
+{
+    struct evbuffer *input = bufferevent_get_input(conn->bev);
+    uint8_t reply;
+
+    if (evbuffer_remove(input, &reply, 1) != 1)
+        return 0;
+    if (reply > qmux.config->pool_capability) {
+        char reason[96];
+
+        snprintf(reason, sizeof(reason), "login reply has capability %d, above the %d requested",
+                 reply, qmux.config->pool_capability);
+        upconn_close(conn, reason);
+        return 0;
+    }
+    finish_login(conn, reply);
+    return 1;
+}
+
+/* Decides where the message whose header is at the front of the input goes. Returns 0
+ * when conn was closed. */
+static int begin_message(struct upconn *conn)
+{
+    struct evbuffer *input = bufferevent_get_input(conn->bev);
+    uint8_t raw[IPC_HEADER_SIZE];
+    struct ipc_header header;
+
+    evbuffer_copyout(input, raw, sizeof(raw));
+    int status = ipc_header_parse(raw, &header);
+    if (status != IPC_OK) {
+        char reason[160];
+
+        snprintf(reason, sizeof(reason), "invalid message header from upstream: %s "
+                 "(bytes %02x %02x %02x %02x)", ipc_status_text(status),
+                 raw[0], raw[1], raw[2], raw[3]);
+        upconn_close(conn, reason);
+        return 0;
+    }
+
+    conn->message_remaining = header.length;
+    conn->message_type = header.type;
+    conn->discarding = 0;
+
+    struct client *client = conn->client;
+    if (conn->state != UPCONN_BUSY) {
+        ulog_warn(conn, "discarding unsolicited %s message of %" PRIu64 " bytes (no request "
+                  "in flight)", ipc_msg_type_name(header.type), header.length);
+        conn->discarding = 1;
+    } else if (client == NULL) {
+        conn->discarding = 1;
+    } else if (header.length >= LARGE_MESSAGE && client->capability < 5) {
+        conn->discarding = 1;
+        conn->deferred_error = "limit";
+        clog_warn(client, "response of %" PRIu64 " bytes needs capability 5 or more, client "
+                  "agreed %d; sending 'limit", header.length, client->capability);
+    } else if (header.compressed && client->capability == 0) {
+        /* TODO: decompress for clients that agreed capability 0 instead of failing. */
+        conn->discarding = 1;
+        conn->deferred_error = "nyi: compressed response for a client with capability 0";
+    } else if (header.type == IPC_SYNC) {
+        client->nested_open++;
+    }
+    return 1;
+}
+
+/* Acts on the end of the message just relayed. Returns 0 when the relay loop must stop. */
+static int end_message(struct upconn *conn)
+{
+    int discarded = conn->discarding;
+
+    conn->discarding = 0;
+    if (discarded && conn->message_type == IPC_SYNC) {
+        /* kdb+ blocks until its sync request is answered: answer for the missing client. */
+        send_error_upstream(conn, "qmux: no client to answer this request");
+        return 1;
+    }
+    if (conn->message_type != IPC_RESPONSE || conn->state != UPCONN_BUSY)
+        return 1;
+
+    struct client *client = conn->client;
+    const char *deferred_error = conn->deferred_error;
+
+    conn->client = NULL;
+    conn->client_gone = 0;
+    conn->relayed_any = 0;
+    conn->deferred_error = NULL;
+    conn->requests_served++;
+    if (client != NULL)
+        client->serving = NULL;
+
+    /* The oldest waiter gets the connection before this client's next request. */
+    pool_release(qmux.pool, conn);
+
+    if (client != NULL) {
+        if (deferred_error != NULL)
+            client_fail_request(client, deferred_error);
+        else
+            client_request_done(client);
+    }
+    return conn->bev != NULL;
+}
+
+static int output_over_watermark(const struct client *client)
+{
+    struct evbuffer *output = bufferevent_get_output(client->bev);
+
+    return evbuffer_get_length(output) >= qmux.config->output_high_watermark;
+}
+
+static void pause_reading(struct upconn *conn)
+{
+    conn->read_paused = 1;
+    bufferevent_disable(conn->bev, EV_READ);
+}
+
+/* Frames and relays everything buffered from upstream. */
+static void relay(struct upconn *conn)
+{
+    struct evbuffer *input = bufferevent_get_input(conn->bev);
+
+    while (conn->bev != NULL && !conn->read_paused) {
+        size_t available = evbuffer_get_length(input);
+
+        if (conn->message_remaining == 0) {
+            if (available < IPC_HEADER_SIZE || !begin_message(conn))
+                return;
+        }
+        if (available == 0)
+            return;
+
+        uint64_t n = available < conn->message_remaining ? available : conn->message_remaining;
+        struct client *client = conn->client;
+        if (conn->discarding) {
+            evbuffer_drain(input, (size_t)n);
+        } else {
+            move_bytes(input, bufferevent_get_output(client->bev), n);
+            client->bytes_out += n;
+            conn->relayed_any = 1;
+        }
+        conn->message_remaining -= n;
+
+        if (conn->message_remaining == 0) {
+            if (!end_message(conn))
+                return;
+        } else if (!conn->discarding && output_over_watermark(client)) {
+            pause_reading(conn);
+        }
+    }
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    struct upconn *conn = arg;
+
+    (void)bev;
+    if (conn->state == UPCONN_LOGIN && !read_login_reply(conn))
+        return;
+    if (conn->bev != NULL)
+        relay(conn);
+}
+
+static void send_login(struct upconn *conn)
+{
+    const struct config_upstream *settings = conn->backend->settings;
+    struct evbuffer *output = bufferevent_get_output(conn->bev);
+    uint8_t tail[2] = { (uint8_t)qmux.config->pool_capability, 0 };
+
+    evbuffer_add(output, settings->user, strlen(settings->user));
+    if (settings->password[0] != '\0') {
+        evbuffer_add(output, ":", 1);
+        evbuffer_add(output, settings->password, strlen(settings->password));
+    }
+    evbuffer_add(output, tail, sizeof(tail));
+    set_state(conn, UPCONN_LOGIN);
+}
+
+static void set_nodelay(struct bufferevent *bev)
+{
+    int one = 1;
+    evutil_socket_t fd = bufferevent_getfd(bev);
+
+    if (fd >= 0)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+static void describe_event(struct upconn *conn, short what, char *reason, size_t size)
+{
+    int error = EVUTIL_SOCKET_ERROR();
+    int dns_error = bufferevent_socket_get_dns_error(conn->bev);
+
+    if (dns_error != 0)
+        snprintf(reason, size, "cannot resolve %s: %s", conn->backend->settings->host,
+                 evutil_gai_strerror(dns_error));
+    else if (conn->state == UPCONN_CONNECTING)
+        snprintf(reason, size, "connect failed: %s", evutil_socket_error_to_string(error));
+    else if (conn->state == UPCONN_LOGIN && (what & BEV_EVENT_EOF))
+        snprintf(reason, size, "login rejected by upstream (check user and password of "
+                 "upstreams entry %d)", conn->backend->index + 1);
+    else if (what & BEV_EVENT_EOF)
+        snprintf(reason, size, "connection closed by upstream");
+    else
+        snprintf(reason, size, "socket error: %s", evutil_socket_error_to_string(error));
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct upconn *conn = arg;
+
+    if (what & BEV_EVENT_CONNECTED) {
+        set_nodelay(bev);
+        send_login(conn);
+        return;
+    }
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        char reason[256];
+
+        describe_event(conn, what, reason, sizeof(reason));
+        upconn_close(conn, reason);
+    }
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct upconn *conn = arg;
+
+    (void)fd;
+    (void)what;
+    if (conn->state == UPCONN_DOWN) {
+        upconn_connect(conn);
+    } else if (conn->state == UPCONN_CONNECTING || conn->state == UPCONN_LOGIN) {
+        char reason[128];
+
+        snprintf(reason, sizeof(reason), "%s timed out after %d ms (pool.connect_timeout_ms)",
+                 conn->state == UPCONN_CONNECTING ? "connect" : "login",
+                 qmux.config->connect_timeout_ms);
+        upconn_close(conn, reason);
+    }
+}
+
+void upconn_connect(struct upconn *conn)
+{
+    const struct config_upstream *settings = conn->backend->settings;
+
+    if (conn->timer == NULL)
+        conn->timer = evtimer_new(qmux.base, timer_cb, conn);
+
+    conn->id = qmux_next_id();
+    conn->bev = bufferevent_socket_new(qmux.base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (conn->timer == NULL || conn->bev == NULL) {
+        ulog_error(conn, "cannot allocate a connection (out of memory); retrying");
+        set_state(conn, UPCONN_CONNECTING);
+        upconn_close(conn, "out of memory");
+        return;
+    }
+    bufferevent_setcb(conn->bev, read_cb, NULL, event_cb, conn);
+    bufferevent_set_max_single_read(conn->bev, UPSTREAM_READ_CHUNK);
+    bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
+
+    set_state(conn, UPCONN_CONNECTING);
+    arm_timer(conn, qmux.config->connect_timeout_ms);
+    if (bufferevent_socket_connect_hostname(conn->bev, qmux.dns, AF_UNSPEC, settings->host,
+                                            settings->port) != 0) {
+        char reason[256];
+
+        describe_event(conn, BEV_EVENT_ERROR, reason, sizeof(reason));
+        upconn_close(conn, reason);
+    }
+}
+
+static void take_message(struct client *client, struct evbuffer *to)
+{
+    struct evbuffer *input = bufferevent_get_input(client->bev);
+
+    move_bytes(input, to, client->head.length);
+    client->bytes_in += client->head.length;
+    client->head_parsed = 0;
+}
+
+void upconn_send_request(struct upconn *conn, struct client *client)
+{
+    set_state(conn, UPCONN_BUSY);
+    conn->client = client;
+    conn->client_gone = 0;
+    conn->relayed_any = 0;
+    conn->deferred_error = NULL;
+
+    take_message(client, bufferevent_get_output(conn->bev));
+
+    /* The client sends nothing more until this is answered, and kdb+ reads its earlier
+     * async messages on this connection first: the pin has done its job. */
+    if (client->pinned == conn)
+        pool_unpin(client);
+    client_dispatched(client, conn);
+}
+
+void upconn_forward(struct upconn *conn, struct client *client)
+{
+    take_message(client, bufferevent_get_output(conn->bev));
+}
+
+void upconn_client_left(struct upconn *conn, struct client *client)
+{
+    if (conn->client != client)
+        return;
+
+    conn->client = NULL;
+    conn->client_gone = 1;
+    if (conn->message_remaining > 0)
+        conn->discarding = 1;
+
+    /* Nested sync requests relayed to the client will never be answered by it. */
+    for (int i = 0; i < client->nested_open; i++)
+        send_error_upstream(conn, "qmux: client disconnected");
+    client->nested_open = 0;
+
+    if (conn->read_paused)
+        upconn_resume(conn);
+}
+
+void upconn_resume(struct upconn *conn)
+{
+    if (!conn->read_paused || conn->bev == NULL)
+        return;
+    conn->read_paused = 0;
+    bufferevent_enable(conn->bev, EV_READ);
+    relay(conn);
+}
+
+static void log_loss(struct upconn *conn, const char *reason, int was_logged_in)
+{
+    if (was_logged_in) {
+        gettimeofday(&conn->down_since, NULL);
+        ulog_warn(conn, "connection lost: %s; reconnecting", reason);
+    } else if (conn->failures == 0) {
+        if (!conn->ever_connected)
+            gettimeofday(&conn->down_since, NULL);
+        ulog_warn(conn, "%s; retrying with backoff up to %d ms", reason,
+                  qmux.config->reconnect_max_ms);
+    } else {
+        ulog_debug(conn, "attempt %d failed: %s", conn->failures + 1, reason);
+    }
+}
+
+/* Answers or closes the client whose request was in flight on a lost connection. */
+static void fail_client_in_flight(struct client *client, int relayed_any)
+{
+    client->serving = NULL;
+    client->nested_open = 0;
+    if (relayed_any)
+        client_close(client, "upstream connection lost while relaying its response");
+    else
+        client_fail_request(client, "upstream connection lost");
+}
+
+void upconn_close(struct upconn *conn, const char *reason)
+{
+    if (conn->state == UPCONN_DOWN)
+        return;
+
+    int was_logged_in = conn->state == UPCONN_IDLE || conn->state == UPCONN_BUSY;
+    struct client *client = conn->state == UPCONN_BUSY ? conn->client : NULL;
+    int relayed_any = conn->relayed_any;
+
+    log_loss(conn, reason, was_logged_in);
+    snprintf(conn->last_error, sizeof(conn->last_error), "%s", reason);
+
+    if (conn->bev != NULL) {
+        bufferevent_free(conn->bev);
+        conn->bev = NULL;
+    }
+    conn->client = NULL;
+    conn->message_remaining = 0;
+    conn->discarding = 0;
+    conn->read_paused = 0;
+    conn->relayed_any = 0;
+    conn->deferred_error = NULL;
+    set_state(conn, UPCONN_DOWN);
+    conn->failures++;
+    if (conn->timer != NULL)
+        arm_timer(conn, backoff_ms(conn));
+
+    pool_conn_lost(qmux.pool, conn);
+    if (client != NULL)
+        fail_client_in_flight(client, relayed_any);
+}
+
+void upconn_destroy(struct upconn *conn)
+{
+    if (conn->bev != NULL) {
+        bufferevent_free(conn->bev);
+        conn->bev = NULL;
+    }
+    if (conn->timer != NULL) {
+        event_free(conn->timer);
+        conn->timer = NULL;
+    }
+    conn->state = UPCONN_DOWN;
+}

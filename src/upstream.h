@@ -1,0 +1,103 @@
+/*
+ * upstream.h - connections to upstream kdb+ processes: connect, login, relay responses,
+ * and reconnect with exponential backoff and jitter.
+ *
+ *   DOWN --timer--> CONNECTING --TCP up--> LOGIN --capability byte--> IDLE <--> BUSY
+ *     ^                 |                     |                        |        |
+ *     +-----------------+---------------------+------------------------+--------+
+ *                     any failure: upconn_close(reason), backoff, DOWN
+ */
+#ifndef QMUX_UPSTREAM_H
+#define QMUX_UPSTREAM_H
+
+#include <inttypes.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/time.h>
+
+#include <event2/bufferevent.h>
+
+#include "config.h"
+#include "queue.h"
+
+struct client;
+struct backend;
+
+enum upconn_state {
+    UPCONN_DOWN,        /* waiting for the reconnect timer */
+    UPCONN_CONNECTING,  /* TCP connect in progress */
+    UPCONN_LOGIN,       /* handshake sent, waiting for the capability byte */
+    UPCONN_IDLE,        /* in the pool's idle list */
+    UPCONN_BUSY,        /* a sync request is in flight */
+};
+
+struct upconn {
+    uint64_t id;                    /* new id for every connect */
+    struct backend *backend;
+    int slot;                       /* index within backend->conns */
+    struct bufferevent *bev;
+    enum upconn_state state;
+    int capability;                 /* agreed in the handshake */
+    struct timeval since;           /* entered the current state */
+
+    /* BUSY: the client whose sync request is in flight; NULL once that client left,
+     * in which case the rest of the response is read and discarded. */
+    struct client *client;
+    int client_gone;
+
+    /* The upstream message being relayed: bytes still expected and its type. */
+    uint64_t message_remaining;
+    int message_type;
+    int discarding;                 /* the current message goes nowhere */
+    int relayed_any;                /* bytes for the current request reached the client */
+    const char *deferred_error;     /* error sent to the client instead of this response */
+    int read_paused;                /* reading stopped until the client's output drains */
+
+    TAILQ_ENTRY(upconn) idle_link;
+    int in_idle_list;
+    TAILQ_HEAD(, client) pinned_clients;   /* clients whose async messages went here */
+    struct request_queue pinned_queue;     /* their sync requests waiting for this one */
+
+    struct event *timer;            /* reconnect backoff, or connect/login timeout */
+    int failures;                   /* consecutive failed attempts */
+    int ever_connected;
+    struct timeval down_since;
+    char last_error[160];
+
+    uint64_t requests_served;
+};
+
+struct backend {
+    int index;                      /* position in config->upstreams */
+    char name[300];                 /* "host:port" for logs */
+    const struct config_upstream *settings;
+    struct upconn *conns;
+    int size;
+};
+
+/* Starts connecting conn now. */
+void upconn_connect(struct upconn *conn);
+
+/* Writes the client's head message (a sync request) and makes conn BUSY for it. */
+void upconn_send_request(struct upconn *conn, struct client *client);
+
+/* Moves the client's head message (async, or a response to a nested sync) into conn's
+ * output without changing conn's state. */
+void upconn_forward(struct upconn *conn, struct client *client);
+
+/* Called when conn's client closes: the rest of the response will be discarded. */
+void upconn_client_left(struct upconn *conn, struct client *client);
+
+/* Resumes reading after the client's output buffer drained below the low watermark. */
+void upconn_resume(struct upconn *conn);
+
+/* The one close path: logs the reason, fails or closes the client in flight, hands
+ * waiting clients back to the pool and schedules a reconnect. */
+void upconn_close(struct upconn *conn, const char *reason);
+
+/* Releases conn's resources without reconnecting (shutdown). */
+void upconn_destroy(struct upconn *conn);
+
+const char *upconn_state_name(enum upconn_state state);
+
+#endif
