@@ -86,8 +86,6 @@ integration: all
 	tests/integration/run.sh
 
 demo:
-	scripts/install-deps.sh
-	$(MAKE) all
 	scripts/demo.sh
 
 install: all

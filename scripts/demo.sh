@@ -4,6 +4,8 @@
 # then runs a slow query, a large table and small queries from separate clients in
 # parallel through qmux and prints each client's latency.
 #
+# It first installs missing Debian packages (scripts/install-deps.sh) and builds.
+#
 # Usage: scripts/demo.sh [--keep]
 #   --keep   leave the upstream and qmux running afterwards (stop them with kill; their
 #            process ids and logs are printed)
@@ -13,6 +15,11 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD:-$top/build}
 keep=0
 [ "${1:-}" = "--keep" ] && keep=1
+
+if [ "${QMUX_DEMO_SKIP_BUILD:-0}" != 1 ]; then
+    "$top/scripts/install-deps.sh"
+    make -C "$top" --no-print-directory all
+fi
 
 workdir=$(mktemp -d "${TMPDIR:-/tmp}/qmux-demo.XXXXXX")
 upstream_pid=""

@@ -67,6 +67,10 @@ struct config {
  * Loads and validates path into a newly allocated config. On failure returns NULL and
  * writes one message per line into errors (each "FILE:LINE: message", naming the key, the
  * value and the allowed range); errors is always NUL-terminated when errors_size > 0.
+ * A message about something absent carries the line of the enclosing group, or no line
+ * ("FILE: message") when that group is absent too. When errors_size is too small, whole
+ * lines are dropped and the last line says how many. No message contains a string value
+ * of user or password.
  */
 struct config *config_load(const char *path, char *errors, size_t errors_size);
 
@@ -75,5 +79,14 @@ void config_free(struct config *config);
 
 /* Returns the name of a log level ("info"), or "unknown". */
 const char *config_log_level_name(int level);
+
+/*
+ * Returns every setting path config_load accepts, as a NULL-terminated static array,
+ * grouped by section ("listen.address", ..., "log.level"). Members of each upstream group are
+ * listed once, as "upstreams.host", "upstreams.port", "upstreams.user" and
+ * "upstreams.password". Intended for checks that the sample config and qmux.conf(5) name
+ * every key. Not thread-safe on the first call.
+ */
+const char *const *config_known_keys(void);
 
 #endif

@@ -31,13 +31,6 @@ enum {
 /* File descriptors beyond clients and upstream connections: listener, stdio, DNS, logs. */
 #define FD_RESERVE 32
 
-struct qmux qmux;
-
-uint64_t qmux_next_id(void)
-{
-    return ++qmux.next_connection_id;
-}
-
 static void usage(FILE *out)
 {
     fprintf(out,

@@ -214,8 +214,7 @@ void pool_wait(struct pool *pool, struct client *client)
 
 void pool_release(struct pool *pool, struct upconn *conn)
 {
-    conn->state = UPCONN_IDLE;
-    gettimeofday(&conn->since, NULL);
+    upconn_set_state(conn, UPCONN_IDLE);
     TAILQ_INSERT_TAIL(&pool->idle, conn, idle_link);
     pool->idle_count++;
     conn->in_idle_list = 1;

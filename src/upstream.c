@@ -41,7 +41,7 @@ const char *upconn_state_name(enum upconn_state state)
     return state_names[state];
 }
 
-static void set_state(struct upconn *conn, enum upconn_state state)
+void upconn_set_state(struct upconn *conn, enum upconn_state state)
 {
     ulog_debug(conn, "state %s -> %s", state_names[conn->state], state_names[state]);
     conn->state = state;
@@ -303,7 +303,7 @@ static void send_login(struct upconn *conn)
         evbuffer_add(output, settings->password, strlen(settings->password));
     }
     evbuffer_add(output, tail, sizeof(tail));
-    set_state(conn, UPCONN_LOGIN);
+    upconn_set_state(conn, UPCONN_LOGIN);
 }
 
 static void set_nodelay(struct bufferevent *bev)
@@ -380,7 +380,7 @@ void upconn_connect(struct upconn *conn)
     conn->bev = bufferevent_socket_new(qmux.base, -1, BEV_OPT_CLOSE_ON_FREE);
     if (conn->timer == NULL || conn->bev == NULL) {
         ulog_error(conn, "cannot allocate a connection (out of memory); retrying");
-        set_state(conn, UPCONN_CONNECTING);
+        upconn_set_state(conn, UPCONN_CONNECTING);
         upconn_close(conn, "out of memory");
         return;
     }
@@ -388,7 +388,7 @@ void upconn_connect(struct upconn *conn)
     bufferevent_set_max_single_read(conn->bev, UPSTREAM_READ_CHUNK);
     bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
 
-    set_state(conn, UPCONN_CONNECTING);
+    upconn_set_state(conn, UPCONN_CONNECTING);
     arm_timer(conn, qmux.config->connect_timeout_ms);
     if (bufferevent_socket_connect_hostname(conn->bev, qmux.dns, AF_UNSPEC, settings->host,
                                             settings->port) != 0) {
@@ -410,7 +410,7 @@ static void take_message(struct client *client, struct evbuffer *to)
 
 void upconn_send_request(struct upconn *conn, struct client *client)
 {
-    set_state(conn, UPCONN_BUSY);
+    upconn_set_state(conn, UPCONN_BUSY);
     conn->client = client;
     conn->client_gone = 0;
     conn->relayed_any = 0;
@@ -506,7 +506,7 @@ void upconn_close(struct upconn *conn, const char *reason)
     conn->read_paused = 0;
     conn->relayed_any = 0;
     conn->deferred_error = NULL;
-    set_state(conn, UPCONN_DOWN);
+    upconn_set_state(conn, UPCONN_DOWN);
     conn->failures++;
     if (conn->timer != NULL)
         arm_timer(conn, backoff_ms(conn));

@@ -100,4 +100,7 @@ void upconn_destroy(struct upconn *conn);
 
 const char *upconn_state_name(enum upconn_state state);
 
+/* Changes conn's state and timestamps it; logs the transition at debug level. */
+void upconn_set_state(struct upconn *conn, enum upconn_state state);
+
 #endif

@@ -1,0 +1,914 @@
+/*
+ * config.c - qmux configuration: one table of settings, a libconfig parse, typed extraction
+ * with range checks, cross-field validation, and error collection with file:line.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <libconfig.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KIB 1024LL
+#define MIB (1024LL * KIB)
+#define GIB (1024LL * MIB)
+#define TIB (1024LL * GIB)
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Maximum length of one error line in bytes, including the NUL; longer lines are cut. */
+#define ERROR_LINE_MAX 512
+
+enum setting_type {
+    SETTING_INT,        /* int field */
+    SETTING_U64,        /* uint64_t field, a size in bytes */
+    SETTING_SIZE,       /* size_t field, a size in bytes */
+    SETTING_STRING,     /* char * field, owned by the config */
+    SETTING_LOG_LEVEL,  /* int field holding an enum log_level, written as a string */
+};
+
+/* Struct that contains the field of a setting: struct config, or each struct config_upstream. */
+enum setting_scope {
+    SCOPE_CONFIG,
+    SCOPE_UPSTREAM,
+};
+
+enum setting_flags {
+    SETTING_REQUIRED = 1 << 0,  /* no default: the file must set it */
+    SETTING_NONEMPTY = 1 << 1,  /* a string that must not be "" */
+};
+
+struct setting {
+    const char *path;              /* "pool.size"; upstream members are "upstreams.host" */
+    enum setting_type type;
+    enum setting_scope scope;
+    size_t offset;                 /* of the field in struct config or struct config_upstream */
+    unsigned flags;
+    long long default_number;      /* for numeric types */
+    const char *default_string;    /* for SETTING_STRING and SETTING_LOG_LEVEL */
+    long long min, max;            /* inclusive range for numeric types */
+    const char *description;       /* completes "set it to the ..." in messages */
+};
+
+#define CONFIG_FIELD(field) SCOPE_CONFIG, offsetof(struct config, field)
+#define UPSTREAM_FIELD(field) SCOPE_UPSTREAM, offsetof(struct config_upstream, field)
+
+/*
+ * Every setting qmux reads. Keep defaults and ranges in step with the comments in config.h,
+ * conf/qmux.conf and man/qmux.conf.5. Entries of one group stay together, because
+ * list_groups() relies on it and messages list a group's keys in table order.
+ */
+static const struct setting settings[] = {
+    { "listen.address", SETTING_STRING, CONFIG_FIELD(listen_address), SETTING_NONEMPTY,
+      0, "127.0.0.1", 0, 0, "address qmux accepts clients on" },
+    { "listen.port", SETTING_INT, CONFIG_FIELD(listen_port), SETTING_REQUIRED,
+      0, NULL, 1, 65535, "TCP port qmux accepts clients on" },
+    { "listen.backlog", SETTING_INT, CONFIG_FIELD(listen_backlog), 0,
+      511, NULL, 1, 65535, "listen(2) backlog" },
+
+    { "pool.size", SETTING_INT, CONFIG_FIELD(pool_size), 0,
+      4, NULL, 1, 1024, "connections qmux keeps open to each upstream" },
+    { "pool.capability", SETTING_INT, CONFIG_FIELD(pool_capability), 0,
+      6, NULL, 1, 6, "kdb+ IPC capability byte qmux sends in the upstream handshake" },
+    { "pool.reconnect_min_ms", SETTING_INT, CONFIG_FIELD(reconnect_min_ms), 0,
+      100, NULL, 1, 600000, "first delay before reconnecting to an upstream, ms" },
+    { "pool.reconnect_max_ms", SETTING_INT, CONFIG_FIELD(reconnect_max_ms), 0,
+      10000, NULL, 1, 3600000, "largest reconnect delay after exponential backoff, ms" },
+    { "pool.connect_timeout_ms", SETTING_INT, CONFIG_FIELD(connect_timeout_ms), 0,
+      5000, NULL, 1, 600000, "time allowed for an upstream connect plus handshake, ms" },
+
+    { "upstreams.host", SETTING_STRING, UPSTREAM_FIELD(host),
+      SETTING_REQUIRED | SETTING_NONEMPTY,
+      0, NULL, 0, 0, "host name or address of the kdb+ process" },
+    { "upstreams.port", SETTING_INT, UPSTREAM_FIELD(port), SETTING_REQUIRED,
+      0, NULL, 1, 65535, "TCP port of the kdb+ process" },
+    { "upstreams.user", SETTING_STRING, UPSTREAM_FIELD(user), 0,
+      0, "", 0, 0, "user name sent in the kdb+ handshake" },
+    { "upstreams.password", SETTING_STRING, UPSTREAM_FIELD(password), 0,
+      0, "", 0, 0, "password sent in the kdb+ handshake" },
+
+    { "clients.max_clients", SETTING_INT, CONFIG_FIELD(max_clients), 0,
+      10000, NULL, 1, 1000000, "maximum number of client connections open at once" },
+    { "clients.handshake_timeout_ms", SETTING_INT, CONFIG_FIELD(handshake_timeout_ms), 0,
+      10000, NULL, 0, 3600000, "time a client has to finish its handshake, ms; 0 is off" },
+    { "clients.max_message_size", SETTING_U64, CONFIG_FIELD(max_message_size), 0,
+      256 * MIB, NULL, 1 * KIB, 1 * TIB, "largest client message accepted, bytes" },
+    { "clients.output_high_watermark", SETTING_SIZE, CONFIG_FIELD(output_high_watermark), 0,
+      1 * MIB, NULL, 4 * KIB, 1 * GIB,
+      "client output bytes at which qmux stops reading the upstream" },
+    { "clients.output_low_watermark", SETTING_SIZE, CONFIG_FIELD(output_low_watermark), 0,
+      256 * KIB, NULL, 0, 1 * GIB,
+      "client output bytes below which qmux resumes reading the upstream" },
+    { "clients.input_buffer", SETTING_SIZE, CONFIG_FIELD(input_buffer), 0,
+      64 * KIB, NULL, 1 * KIB, 64 * MIB,
+      "client bytes read ahead while a request is in flight" },
+
+    { "log.level", SETTING_LOG_LEVEL, CONFIG_FIELD(log_level), 0,
+      0, "info", 0, 0, "error, warn, info or debug" },
+};
+
+#define SETTING_COUNT ARRAY_SIZE(settings)
+
+static const char *const log_level_names[] = {
+    [LOG_LEVEL_ERROR] = "error",
+    [LOG_LEVEL_WARN] = "warn",
+    [LOG_LEVEL_INFO] = "info",
+    [LOG_LEVEL_DEBUG] = "debug",
+};
+
+/* State of one config_load call. */
+struct loader {
+    struct config *config;
+    config_t libconfig;
+    const char *include_dir;   /* directory of the config file; @include paths start there */
+    char *errors;
+    size_t errors_size;
+    size_t errors_used;
+    int error_count;
+    int errors_omitted;
+
+    /* Per entry of settings[] in SCOPE_CONFIG: the setting found in the file, or NULL. */
+    const config_setting_t *found[SETTING_COUNT];
+    /* Per entry: false after an error, so cross-field checks skip a bad value. */
+    bool valid[SETTING_COUNT];
+};
+
+/* ---- Error collection ---- */
+
+/*
+ * Writes the path libconfig opened for the file a setting came from. libconfig 1.5 stores an
+ * @include name as written and opens it as include_dir/name, so a message naming only the
+ * stored name would point to the wrong file for a reader in another directory.
+ */
+static const char *source_path(const struct loader *loader, const config_setting_t *where,
+                               char *buffer, size_t size)
+{
+    const char *file = config_setting_source_file(where);
+
+    if (file == NULL || strcmp(file, loader->config->path) == 0)
+        return loader->config->path;
+    snprintf(buffer, size, "%s/%s", loader->include_dir, file);
+    return buffer;
+}
+
+/* Appends line and a newline to the error buffer if both fit, else counts it as omitted. */
+static void append_error_line(struct loader *loader, const char *line)
+{
+    size_t length = strlen(line);
+
+    if (loader->errors_size == 0)
+        return;
+    /* Keep whole lines only, and leave room for the NUL. */
+    if (loader->errors_used + length + 2 > loader->errors_size) {
+        loader->errors_omitted++;
+        return;
+    }
+    memcpy(loader->errors + loader->errors_used, line, length);
+    loader->errors_used += length;
+    loader->errors[loader->errors_used++] = '\n';
+    loader->errors[loader->errors_used] = '\0';
+}
+
+/* Removes the last line of the error buffer. */
+static void drop_last_error_line(struct loader *loader)
+{
+    size_t end = loader->errors_used - 1;
+
+    while (end > 0 && loader->errors[end - 1] != '\n')
+        end--;
+    loader->errors_used = end;
+    loader->errors[end] = '\0';
+    loader->errors_omitted++;
+}
+
+/* Records one error as "FILE:LINE: message", or "FILE: message" when line is 0. */
+__attribute__((format(printf, 4, 0)))
+static void report_at(struct loader *loader, const char *file, unsigned line,
+                      const char *format, va_list args)
+{
+    char text[ERROR_LINE_MAX];
+    int prefix;
+
+    if (line > 0)
+        prefix = snprintf(text, sizeof(text), "%s:%u: ", file, line);
+    else
+        prefix = snprintf(text, sizeof(text), "%s: ", file);
+    if (prefix < 0 || (size_t)prefix >= sizeof(text))
+        prefix = (int)sizeof(text) - 1;
+
+    vsnprintf(text + prefix, sizeof(text) - (size_t)prefix, format, args);
+    loader->error_count++;
+    append_error_line(loader, text);
+}
+
+/*
+ * Records one error at the file and line of where. With where NULL, or a setting without a
+ * line (the root), the message carries the file name only.
+ */
+__attribute__((format(printf, 3, 4)))
+static void report(struct loader *loader, const config_setting_t *where, const char *format, ...)
+{
+    char file_buffer[PATH_MAX];
+    const char *file = loader->config->path;
+    unsigned line = 0;
+    va_list args;
+
+    if (where != NULL) {
+        file = source_path(loader, where, file_buffer, sizeof(file_buffer));
+        line = config_setting_source_line(where);
+    }
+    va_start(args, format);
+    report_at(loader, file, line, format, args);
+    va_end(args);
+}
+
+/* Records a libconfig parse error; format and arguments as for report(). */
+__attribute__((format(printf, 4, 5)))
+static void report_parse_error(struct loader *loader, const char *file, int line,
+                               const char *format, ...)
+{
+    va_list args;
+
+    va_start(args, format);
+    report_at(loader, file, line > 0 ? (unsigned)line : 0, format, args);
+    va_end(args);
+}
+
+/* Ends a full error buffer with a line that counts the errors left out. */
+static void finish_errors(struct loader *loader)
+{
+    char line[ERROR_LINE_MAX];
+
+    while (loader->errors_omitted > 0) {
+        snprintf(line, sizeof(line), "%s: %d more errors did not fit in the error buffer",
+                 loader->config->path, loader->errors_omitted);
+        if (loader->errors_used + strlen(line) + 2 <= loader->errors_size) {
+            append_error_line(loader, line);
+            return;
+        }
+        if (loader->errors_used == 0)
+            return;  /* not even the summary fits */
+        drop_last_error_line(loader);
+    }
+}
+
+/* ---- Table look-ups ---- */
+
+static const char *type_name(int type)
+{
+    switch (type) {
+    case CONFIG_TYPE_GROUP: return "a group";
+    case CONFIG_TYPE_INT: return "an integer";
+    case CONFIG_TYPE_INT64: return "a 64-bit integer";
+    case CONFIG_TYPE_FLOAT: return "a float";
+    case CONFIG_TYPE_STRING: return "a string";
+    case CONFIG_TYPE_BOOL: return "a boolean";
+    case CONFIG_TYPE_ARRAY: return "an array";
+    case CONFIG_TYPE_LIST: return "a list";
+    default: return "of unknown type";
+    }
+}
+
+/* Returns the part of a table path after the dot: "size" for "pool.size". */
+static const char *setting_leaf(const struct setting *setting)
+{
+    return strchr(setting->path, '.') + 1;
+}
+
+static bool setting_in_group(const struct setting *setting, const char *group)
+{
+    size_t length = strlen(group);
+
+    return strncmp(setting->path, group, length) == 0 && setting->path[length] == '.';
+}
+
+static const struct setting *find_setting(const char *group, const char *leaf)
+{
+    for (size_t i = 0; i < SETTING_COUNT; i++) {
+        if (setting_in_group(&settings[i], group) && strcmp(setting_leaf(&settings[i]), leaf) == 0)
+            return &settings[i];
+    }
+    return NULL;
+}
+
+static bool group_is_known(const char *group)
+{
+    for (size_t i = 0; i < SETTING_COUNT; i++) {
+        if (setting_in_group(&settings[i], group))
+            return true;
+    }
+    return false;
+}
+
+/* Writes the leaf names of group, comma separated, into buffer. */
+static void list_group_keys(const char *group, char *buffer, size_t size)
+{
+    size_t used = 0;
+
+    buffer[0] = '\0';
+    for (size_t i = 0; i < SETTING_COUNT && used < size; i++) {
+        if (!setting_in_group(&settings[i], group))
+            continue;
+        int written = snprintf(buffer + used, size - used, "%s%s", used > 0 ? ", " : "",
+                               setting_leaf(&settings[i]));
+        if (written < 0)
+            break;
+        used += (size_t)written;
+    }
+}
+
+/* Writes the group names, comma separated and each once, into buffer. */
+static void list_groups(char *buffer, size_t size)
+{
+    size_t used = 0;
+
+    buffer[0] = '\0';
+    for (size_t i = 0; i < SETTING_COUNT && used < size; i++) {
+        size_t length = (size_t)(strchr(settings[i].path, '.') - settings[i].path);
+        if (i > 0 && strncmp(settings[i - 1].path, settings[i].path, length + 1) == 0)
+            continue;
+        int written = snprintf(buffer + used, size - used, "%s%.*s", used > 0 ? ", " : "",
+                               (int)length, settings[i].path);
+        if (written < 0)
+            break;
+        used += (size_t)written;
+    }
+}
+
+const char *const *config_known_keys(void)
+{
+    /* Filled on the first call. NOTE: not thread-safe, so call it once before starting threads. */
+    static const char *keys[SETTING_COUNT + 1];
+
+    if (keys[0] == NULL) {
+        for (size_t i = 0; i < SETTING_COUNT; i++)
+            keys[i] = settings[i].path;
+        keys[SETTING_COUNT] = NULL;
+    }
+    return keys;
+}
+
+const char *config_log_level_name(int level)
+{
+    if (level < 0 || (size_t)level >= ARRAY_SIZE(log_level_names))
+        return "unknown";
+    return log_level_names[level];
+}
+
+/* ---- Source text check for 32-bit overflow ---- */
+
+/*
+ * Reads line number line_number (from 1) of file into buffer. Returns false when the file or
+ * line cannot be read.
+ */
+static bool read_source_line(const char *file, unsigned line_number, char *buffer, size_t size)
+{
+    FILE *stream = fopen(file, "r");
+    unsigned current = 1;
+    bool found = false;
+
+    if (stream == NULL)
+        return false;
+    while (fgets(buffer, (int)size, stream) != NULL) {
+        bool line_complete = strchr(buffer, '\n') != NULL;
+        if (current == line_number) {
+            found = true;
+            break;
+        }
+        if (line_complete)
+            current++;
+    }
+    fclose(stream);
+    return found;
+}
+
+/*
+ * Returns true when the literal after "name =" (or "name :") on the setting's own source
+ * line does not fit in 32 bits. libconfig 1.5 stores an integer literal without the L suffix
+ * in an int and drops the high bits without an error, so "size = 4294967297;" would silently
+ * read as 1.
+ * NOTE: this reads the line as text, so it misses a literal written on a later line than
+ * its name, and a string on the same line containing "name = <small number>" hides an
+ * overflow. It cannot cause a false error, because every occurrence must overflow.
+ */
+static bool source_literal_overflows(const struct loader *loader,
+                                     const config_setting_t *value)
+{
+    char file_buffer[PATH_MAX];
+    const char *file = source_path(loader, value, file_buffer, sizeof(file_buffer));
+    const char *name = config_setting_name(value);
+    char line[4096];
+    size_t name_length;
+    bool overflow_seen = false;
+
+    if (name == NULL || config_setting_type(value) != CONFIG_TYPE_INT)
+        return false;
+    if (!read_source_line(file, config_setting_source_line(value), line, sizeof(line)))
+        return false;
+
+    name_length = strlen(name);
+    for (const char *p = strstr(line, name); p != NULL; p = strstr(p + 1, name)) {
+        if (p > line && (isalnum((unsigned char)p[-1]) || p[-1] == '_' || p[-1] == '-'))
+            continue;
+        const char *cursor = p + name_length;
+        while (*cursor == ' ' || *cursor == '\t')
+            cursor++;
+        if (*cursor != '=' && *cursor != ':')
+            continue;
+        cursor++;
+        while (*cursor == ' ' || *cursor == '\t')
+            cursor++;
+
+        const char *digits = cursor;
+        if (*digits == '-' || *digits == '+')
+            digits++;
+        int base = (digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X')) ? 16 : 10;
+        char *end;
+        errno = 0;
+        long long parsed = strtoll(cursor, &end, base);
+        if (end == cursor)
+            continue;
+        if (errno == ERANGE || parsed < INT_MIN || parsed > INT_MAX)
+            overflow_seen = true;
+        else
+            return false;  /* one occurrence fits: trust libconfig's value */
+    }
+    return overflow_seen;
+}
+
+/* ---- Typed extraction ---- */
+
+static void *field_address(const struct setting *setting, struct config *config,
+                           struct config_upstream *upstream)
+{
+    char *base = setting->scope == SCOPE_CONFIG ? (char *)config : (char *)upstream;
+
+    return base + setting->offset;
+}
+
+/* Formats a byte count with its binary unit when exact: "4096 (4 KiB)". */
+static void format_bytes(long long bytes, char *buffer, size_t size)
+{
+    static const struct { long long factor; const char *unit; } units[] = {
+        { TIB, "TiB" }, { GIB, "GiB" }, { MIB, "MiB" }, { KIB, "KiB" },
+    };
+
+    for (size_t i = 0; i < ARRAY_SIZE(units); i++) {
+        if (bytes >= units[i].factor && bytes % units[i].factor == 0) {
+            snprintf(buffer, size, "%lld (%lld %s)", bytes, bytes / units[i].factor,
+                     units[i].unit);
+            return;
+        }
+    }
+    snprintf(buffer, size, "%lld", bytes);
+}
+
+static bool extract_number(struct loader *loader, const struct setting *setting,
+                           const config_setting_t *value, const char *key, void *field)
+{
+    int type = config_setting_type(value);
+
+    if (type != CONFIG_TYPE_INT && type != CONFIG_TYPE_INT64) {
+        report(loader, value, "%s must be an integer, but it is %s; write a number in "
+               "%lld..%lld without quotes", key, type_name(type), setting->min, setting->max);
+        return false;
+    }
+    if (source_literal_overflows(loader, value)) {
+        report(loader, value, "%s does not fit in a 32-bit integer; allowed %lld..%lld, and "
+               "a value above 2147483647 needs the L suffix, for example 4294967296L", key,
+               setting->min, setting->max);
+        return false;
+    }
+
+    long long number = config_setting_get_int64(value);
+    if (number < setting->min || number > setting->max) {
+        if (setting->type == SETTING_INT) {
+            report(loader, value, "%s = %lld is out of range; allowed %lld..%lld", key, number,
+                   setting->min, setting->max);
+        } else {
+            char min[64], max[64];
+            format_bytes(setting->min, min, sizeof(min));
+            format_bytes(setting->max, max, sizeof(max));
+            report(loader, value, "%s = %lld bytes is out of range; allowed %s..%s bytes", key,
+                   number, min, max);
+        }
+        return false;
+    }
+
+    switch (setting->type) {
+    case SETTING_INT:
+    case SETTING_LOG_LEVEL:
+        *(int *)field = (int)number;
+        break;
+    case SETTING_U64:
+        *(uint64_t *)field = (uint64_t)number;
+        break;
+    case SETTING_SIZE:
+        *(size_t *)field = (size_t)number;
+        break;
+    case SETTING_STRING:
+        break;
+    }
+    return true;
+}
+
+static bool extract_string(struct loader *loader, const struct setting *setting,
+                           const config_setting_t *value, const char *key, void *field)
+{
+    int type = config_setting_type(value);
+
+    if (type != CONFIG_TYPE_STRING) {
+        report(loader, value, "%s must be a string, but it is %s; put the value in double "
+               "quotes", key, type_name(type));
+        return false;
+    }
+
+    /* The messages below do not quote the value, so a password cannot leak into them. */
+    const char *text = config_setting_get_string(value);
+    if ((setting->flags & SETTING_NONEMPTY) && text[0] == '\0') {
+        report(loader, value, "%s is empty; set it to the %s", key, setting->description);
+        return false;
+    }
+
+    char *copy = strdup(text);
+    if (copy == NULL) {
+        report(loader, value, "%s: out of memory", key);
+        return false;
+    }
+    free(*(char **)field);
+    *(char **)field = copy;
+    return true;
+}
+
+static bool extract_log_level(struct loader *loader, const config_setting_t *value,
+                              const char *key, void *field)
+{
+    int type = config_setting_type(value);
+
+    if (type != CONFIG_TYPE_STRING) {
+        report(loader, value, "%s must be a string, but it is %s; use one of \"error\", "
+               "\"warn\", \"info\", \"debug\"", key, type_name(type));
+        return false;
+    }
+
+    const char *text = config_setting_get_string(value);
+    for (size_t i = 0; i < ARRAY_SIZE(log_level_names); i++) {
+        if (strcmp(text, log_level_names[i]) == 0) {
+            *(int *)field = (int)i;
+            return true;
+        }
+    }
+    report(loader, value, "%s = \"%s\" is invalid; allowed \"error\", \"warn\", \"info\", "
+           "\"debug\"", key, text);
+    return false;
+}
+
+/* Checks and stores one value; key is the name used in messages ("upstreams[1].port"). */
+static bool extract_setting(struct loader *loader, const struct setting *setting,
+                            const config_setting_t *value, const char *key, void *field)
+{
+    switch (setting->type) {
+    case SETTING_INT:
+    case SETTING_U64:
+    case SETTING_SIZE:
+        return extract_number(loader, setting, value, key, field);
+    case SETTING_STRING:
+        return extract_string(loader, setting, value, key, field);
+    case SETTING_LOG_LEVEL:
+        return extract_log_level(loader, value, key, field);
+    }
+    return false;
+}
+
+/* Stores the table default of setting into field; returns false when out of memory. */
+static bool apply_default(const struct setting *setting, void *field)
+{
+    switch (setting->type) {
+    case SETTING_INT:
+        *(int *)field = (int)setting->default_number;
+        return true;
+    case SETTING_U64:
+        *(uint64_t *)field = (uint64_t)setting->default_number;
+        return true;
+    case SETTING_SIZE:
+        *(size_t *)field = (size_t)setting->default_number;
+        return true;
+    case SETTING_STRING:
+        if (setting->default_string == NULL)
+            return true;
+        *(char **)field = strdup(setting->default_string);
+        return *(char **)field != NULL;
+    case SETTING_LOG_LEVEL:
+        for (size_t i = 0; i < ARRAY_SIZE(log_level_names); i++) {
+            if (strcmp(setting->default_string, log_level_names[i]) == 0)
+                *(int *)field = (int)i;
+        }
+        return true;
+    }
+    return false;
+}
+
+static bool apply_defaults(struct config *config, enum setting_scope scope,
+                           struct config_upstream *upstream)
+{
+    for (size_t i = 0; i < SETTING_COUNT; i++) {
+        if (settings[i].scope != scope)
+            continue;
+        if (!apply_default(&settings[i], field_address(&settings[i], config, upstream)))
+            return false;
+    }
+    return true;
+}
+
+/* ---- Walking the parsed file ---- */
+
+static void load_group(struct loader *loader, const config_setting_t *group)
+{
+    const char *group_name = config_setting_name(group);
+    char keys[256];
+
+    if (!config_setting_is_group(group)) {
+        report(loader, group, "%s must be a group, but it is %s; write %s = { ... };",
+               group_name, type_name(config_setting_type(group)), group_name);
+        return;
+    }
+
+    for (int i = 0; i < config_setting_length(group); i++) {
+        const config_setting_t *value = config_setting_get_elem(group, (unsigned)i);
+        const char *name = config_setting_name(value);
+        const struct setting *setting = find_setting(group_name, name);
+
+        if (setting == NULL) {
+            list_group_keys(group_name, keys, sizeof(keys));
+            report(loader, value, "unknown setting %s.%s; %s accepts %s", group_name, name,
+                   group_name, keys);
+            continue;
+        }
+
+        size_t index = (size_t)(setting - settings);
+        loader->found[index] = value;
+        loader->valid[index] = extract_setting(loader, setting, value, setting->path,
+                                               field_address(setting, loader->config, NULL));
+    }
+}
+
+static void load_upstream(struct loader *loader, const config_setting_t *element, int number)
+{
+    struct config_upstream *upstream = &loader->config->upstreams[number];
+    const config_setting_t *found[SETTING_COUNT] = { NULL };
+    char key[64], keys[256];
+
+    if (!apply_defaults(loader->config, SCOPE_UPSTREAM, upstream)) {
+        report(loader, element, "upstreams[%d]: out of memory", number);
+        return;
+    }
+    if (!config_setting_is_group(element)) {
+        report(loader, element, "upstreams[%d] must be a group, but it is %s; write "
+               "{ host = \"...\"; port = ...; }", number,
+               type_name(config_setting_type(element)));
+        return;
+    }
+
+    for (int i = 0; i < config_setting_length(element); i++) {
+        const config_setting_t *value = config_setting_get_elem(element, (unsigned)i);
+        const char *name = config_setting_name(value);
+        const struct setting *setting = find_setting("upstreams", name);
+
+        if (setting == NULL) {
+            list_group_keys("upstreams", keys, sizeof(keys));
+            report(loader, value, "unknown setting upstreams[%d].%s; each upstream accepts %s",
+                   number, name, keys);
+            continue;
+        }
+        found[setting - settings] = value;
+        snprintf(key, sizeof(key), "upstreams[%d].%s", number, name);
+        extract_setting(loader, setting, value, key,
+                        field_address(setting, loader->config, upstream));
+    }
+
+    for (size_t i = 0; i < SETTING_COUNT; i++) {
+        if (settings[i].scope != SCOPE_UPSTREAM || !(settings[i].flags & SETTING_REQUIRED)
+            || found[i] != NULL)
+            continue;
+        report(loader, element, "upstreams[%d].%s is missing; set it to the %s", number,
+               setting_leaf(&settings[i]), settings[i].description);
+    }
+}
+
+static void load_upstreams(struct loader *loader, const config_setting_t *list)
+{
+    int count = config_setting_length(list);
+
+    if (!config_setting_is_list(list)) {
+        report(loader, list, "upstreams must be a list of groups, but it is %s; write "
+               "upstreams = ( { host = \"...\"; port = ...; } );",
+               type_name(config_setting_type(list)));
+        return;
+    }
+    if (count > CONFIG_MAX_UPSTREAMS) {
+        report(loader, list, "upstreams has %d entries; allowed 1..%d", count,
+               CONFIG_MAX_UPSTREAMS);
+        count = CONFIG_MAX_UPSTREAMS;
+    }
+    for (int i = 0; i < count; i++) {
+        load_upstream(loader, config_setting_get_elem(list, (unsigned)i), i);
+        loader->config->upstream_count = i + 1;
+    }
+}
+
+static void load_root(struct loader *loader)
+{
+    const config_setting_t *root = config_root_setting(&loader->libconfig);
+    const config_setting_t *upstreams = NULL;
+    char groups[256];
+
+    for (int i = 0; i < config_setting_length(root); i++) {
+        const config_setting_t *member = config_setting_get_elem(root, (unsigned)i);
+        const char *name = config_setting_name(member);
+
+        if (strcmp(name, "upstreams") == 0) {
+            upstreams = member;
+            load_upstreams(loader, member);
+        } else if (group_is_known(name)) {
+            load_group(loader, member);
+        } else {
+            list_groups(groups, sizeof(groups));
+            report(loader, member, "unknown setting %s; the top level accepts %s", name,
+                   groups);
+        }
+    }
+
+    if (upstreams == NULL)
+        report(loader, NULL, "upstreams is missing; add at least one upstream, for example "
+               "upstreams = ( { host = \"127.0.0.1\"; port = 5001; } );");
+    else if (config_setting_is_list(upstreams) && config_setting_length(upstreams) == 0)
+        report(loader, upstreams, "upstreams is empty; add at least one "
+               "{ host = \"...\"; port = ...; } group");
+}
+
+/* Reports each required setting of struct config that the file does not set. */
+static void check_required(struct loader *loader)
+{
+    const config_setting_t *root = config_root_setting(&loader->libconfig);
+    char group[64];
+
+    for (size_t i = 0; i < SETTING_COUNT; i++) {
+        if (settings[i].scope != SCOPE_CONFIG || !(settings[i].flags & SETTING_REQUIRED)
+            || loader->found[i] != NULL)
+            continue;
+        loader->valid[i] = false;
+
+        snprintf(group, sizeof(group), "%.*s",
+                 (int)(strchr(settings[i].path, '.') - settings[i].path), settings[i].path);
+        const config_setting_t *parent = config_setting_get_member(root, group);
+        /* A parent of the wrong type was reported already. */
+        if (parent != NULL && !config_setting_is_group(parent))
+            continue;
+        report(loader, parent, "%s is missing; set it to the %s (%lld..%lld)", settings[i].path,
+               settings[i].description, settings[i].min, settings[i].max);
+    }
+}
+
+static size_t setting_index(const char *path)
+{
+    for (size_t i = 0; i < SETTING_COUNT; i++) {
+        if (strcmp(settings[i].path, path) == 0)
+            return i;
+    }
+    abort();  /* the caller passed a path that is not in settings[] */
+}
+
+/* Returns the line to blame for a cross-field error: the first of the two that is set. */
+static const config_setting_t *blame(const struct loader *loader, size_t first, size_t second)
+{
+    return loader->found[first] != NULL ? loader->found[first] : loader->found[second];
+}
+
+static void validate_cross_fields(struct loader *loader)
+{
+    const struct config *config = loader->config;
+    size_t min = setting_index("pool.reconnect_min_ms");
+    size_t max = setting_index("pool.reconnect_max_ms");
+    size_t low = setting_index("clients.output_low_watermark");
+    size_t high = setting_index("clients.output_high_watermark");
+
+    if (loader->valid[min] && loader->valid[max]
+        && config->reconnect_max_ms < config->reconnect_min_ms) {
+        report(loader, blame(loader, max, min), "pool.reconnect_max_ms = %d is less than "
+               "pool.reconnect_min_ms = %d; set reconnect_max_ms to at least reconnect_min_ms",
+               config->reconnect_max_ms, config->reconnect_min_ms);
+    }
+
+    if (loader->valid[low] && loader->valid[high]
+        && config->output_low_watermark >= config->output_high_watermark) {
+        report(loader, blame(loader, low, high), "clients.output_low_watermark = %zu is not "
+               "less than clients.output_high_watermark = %zu; set the low watermark below "
+               "the high one", config->output_low_watermark, config->output_high_watermark);
+    }
+}
+
+/* ---- Entry points ---- */
+
+/* Copies the directory part of path ("." when there is none) for @include look-ups. */
+static char *directory_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+
+    if (slash == NULL)
+        return strdup(".");
+    if (slash == path)
+        return strdup("/");
+    return strndup(path, (size_t)(slash - path));
+}
+
+static bool parse_file(struct loader *loader, const char *path)
+{
+    FILE *probe = fopen(path, "r");
+
+    /* Open it once first: libconfig reports only "file I/O error", without the reason. */
+    if (probe == NULL) {
+        report(loader, NULL, "cannot open: %s", strerror(errno));
+        return false;
+    }
+    fclose(probe);
+
+    if (config_read_file(&loader->libconfig, path))
+        return true;
+
+    const char *file = config_error_file(&loader->libconfig);
+    char file_buffer[PATH_MAX];
+
+    /* An error in an @include file names the file as written; see source_path(). */
+    if (file == NULL) {
+        file = path;
+    } else if (strcmp(file, path) != 0) {
+        snprintf(file_buffer, sizeof(file_buffer), "%s/%s", loader->include_dir, file);
+        file = file_buffer;
+    }
+    report_parse_error(loader, file, config_error_line(&loader->libconfig), "%s",
+                       config_error_text(&loader->libconfig));
+    return false;
+}
+
+struct config *config_load(const char *path, char *errors, size_t errors_size)
+{
+    struct loader loader = {
+        .errors = errors,
+        .errors_size = errors_size,
+    };
+    char *include_dir = NULL;
+
+    if (errors_size > 0)
+        errors[0] = '\0';
+
+    loader.config = calloc(1, sizeof(*loader.config));
+    if (loader.config == NULL || (loader.config->path = strdup(path)) == NULL
+        || !apply_defaults(loader.config, SCOPE_CONFIG, NULL)
+        || (include_dir = directory_of(path)) == NULL) {
+        if (errors_size > 0)
+            snprintf(errors, errors_size, "%s: out of memory\n", path);
+        config_free(loader.config);
+        return NULL;
+    }
+    for (size_t i = 0; i < SETTING_COUNT; i++)
+        loader.valid[i] = true;
+
+    config_init(&loader.libconfig);
+    config_set_include_dir(&loader.libconfig, include_dir);
+    loader.include_dir = include_dir;
+
+    if (parse_file(&loader, path)) {
+        load_root(&loader);
+        check_required(&loader);
+        validate_cross_fields(&loader);
+    }
+
+    config_destroy(&loader.libconfig);
+    free(include_dir);
+
+    if (loader.error_count > 0) {
+        finish_errors(&loader);
+        config_free(loader.config);
+        return NULL;
+    }
+    return loader.config;
+}
+
+void config_free(struct config *config)
+{
+    if (config == NULL)
+        return;
+    for (int i = 0; i < CONFIG_MAX_UPSTREAMS; i++) {
+        free(config->upstreams[i].host);
+        free(config->upstreams[i].user);
+        free(config->upstreams[i].password);
+    }
+    free(config->listen_address);
+    free(config->path);
+    free(config);
+}

@@ -1,0 +1,378 @@
+/*
+ * check_config.c - config_load against good and bad files in tests/fixtures/config/.
+ */
+#include "suites.h"
+
+#include "config.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ERRORS_SIZE 8192
+
+static const char *source_dir(void)
+{
+    const char *source = getenv("QMUX_SOURCE_DIR");
+
+    return source != NULL ? source : ".";
+}
+
+/* Writes $QMUX_SOURCE_DIR/relative (the source dir defaults to ".") into buffer. */
+static const char *source_path(const char *relative, char *buffer, size_t size)
+{
+    snprintf(buffer, size, "%s/%s", source_dir(), relative);
+    return buffer;
+}
+
+static const char *fixture_path(const char *name, char *buffer, size_t size)
+{
+    snprintf(buffer, size, "%s/tests/fixtures/config/%s", source_dir(), name);
+    return buffer;
+}
+
+static int count_lines(const char *text)
+{
+    int lines = 0;
+
+    for (const char *p = text; *p != '\0'; p++) {
+        if (*p == '\n')
+            lines++;
+    }
+    return lines;
+}
+
+/* Loads a fixture that must be valid; fails the test with the error text otherwise. */
+static struct config *load_valid(const char *relative)
+{
+    char path[PATH_MAX];
+    char errors[ERRORS_SIZE];
+
+    source_path(relative, path, sizeof(path));
+    struct config *config = config_load(path, errors, sizeof(errors));
+    ck_assert_msg(config != NULL, "%s did not load:\n%s", path, errors);
+    ck_assert_str_eq(errors, "");
+    return config;
+}
+
+START_TEST(test_minimal_gets_defaults)
+{
+    struct config *config = load_valid("tests/fixtures/config/minimal.conf");
+
+    ck_assert_str_eq(config->listen_address, "127.0.0.1");
+    ck_assert_int_eq(config->listen_port, 5010);
+    ck_assert_int_eq(config->listen_backlog, 511);
+    ck_assert_int_eq(config->pool_size, 4);
+    ck_assert_int_eq(config->pool_capability, 6);
+    ck_assert_int_eq(config->reconnect_min_ms, 100);
+    ck_assert_int_eq(config->reconnect_max_ms, 10000);
+    ck_assert_int_eq(config->connect_timeout_ms, 5000);
+    ck_assert_int_eq(config->upstream_count, 1);
+    ck_assert_str_eq(config->upstreams[0].host, "127.0.0.1");
+    ck_assert_int_eq(config->upstreams[0].port, 5001);
+    ck_assert_str_eq(config->upstreams[0].user, "");
+    ck_assert_str_eq(config->upstreams[0].password, "");
+    ck_assert_int_eq(config->max_clients, 10000);
+    ck_assert_int_eq(config->handshake_timeout_ms, 10000);
+    ck_assert_uint_eq(config->max_message_size, 256u * 1024 * 1024);
+    ck_assert_uint_eq(config->output_high_watermark, 1024u * 1024);
+    ck_assert_uint_eq(config->output_low_watermark, 256u * 1024);
+    ck_assert_uint_eq(config->input_buffer, 64u * 1024);
+    ck_assert_int_eq(config->log_level, LOG_LEVEL_INFO);
+    ck_assert_ptr_nonnull(strstr(config->path, "minimal.conf"));
+    config_free(config);
+}
+END_TEST
+
+START_TEST(test_full_sets_every_key)
+{
+    struct config *config = load_valid("tests/fixtures/config/full.conf");
+
+    ck_assert_str_eq(config->listen_address, "0.0.0.0");
+    ck_assert_int_eq(config->listen_port, 6010);
+    ck_assert_int_eq(config->listen_backlog, 128);
+    ck_assert_int_eq(config->pool_size, 8);
+    ck_assert_int_eq(config->pool_capability, 3);
+    ck_assert_int_eq(config->reconnect_min_ms, 50);
+    ck_assert_int_eq(config->reconnect_max_ms, 20000);
+    ck_assert_int_eq(config->connect_timeout_ms, 2000);
+    ck_assert_int_eq(config->upstream_count, 2);
+    ck_assert_str_eq(config->upstreams[0].host, "127.0.0.1");
+    ck_assert_int_eq(config->upstreams[0].port, 5001);
+    ck_assert_str_eq(config->upstreams[0].user, "qmux");
+    ck_assert_str_eq(config->upstreams[0].password, "secret");
+    ck_assert_str_eq(config->upstreams[1].host, "kdb-b.example");
+    ck_assert_int_eq(config->upstreams[1].port, 5002);
+    ck_assert_str_eq(config->upstreams[1].user, "");
+    ck_assert_str_eq(config->upstreams[1].password, "");
+    ck_assert_int_eq(config->max_clients, 500);
+    ck_assert_int_eq(config->handshake_timeout_ms, 0);
+    /* Written as 1099511627776L: the 64-bit form reaches the 1 TiB maximum. */
+    ck_assert_uint_eq(config->max_message_size, 1099511627776ull);
+    ck_assert_uint_eq(config->output_high_watermark, 2097152);
+    ck_assert_uint_eq(config->output_low_watermark, 524288);
+    ck_assert_uint_eq(config->input_buffer, 0x20000);
+    ck_assert_int_eq(config->log_level, LOG_LEVEL_DEBUG);
+    config_free(config);
+}
+END_TEST
+
+START_TEST(test_sample_config_loads)
+{
+    struct config *config = load_valid("conf/qmux.conf");
+
+    ck_assert_str_eq(config->listen_address, "127.0.0.1");
+    ck_assert_int_eq(config->listen_port, 5010);
+    ck_assert_int_eq(config->pool_size, 4);
+    ck_assert_int_eq(config->upstream_count, 1);
+    ck_assert_str_eq(config->upstreams[0].host, "127.0.0.1");
+    ck_assert_int_eq(config->upstreams[0].port, 5001);
+    ck_assert_str_eq(config->upstreams[0].user, "qmux");
+    ck_assert_str_eq(config->upstreams[0].password, "secret");
+    config_free(config);
+}
+END_TEST
+
+/*
+ * Invalid files: each expected string must occur in the error text, and the text must have
+ * exactly line_count lines. Strings start with "NAME:LINE: " to pin the reported line.
+ */
+struct invalid_case {
+    const char *fixture;
+    int line_count;
+    const char *expected[5];
+};
+
+static const struct invalid_case invalid_cases[] = {
+    { "missing_listen_port.conf", 1,
+      { "missing_listen_port.conf:1: listen.port is missing", "(1..65535)" } },
+    { "listen_port_zero.conf", 1,
+      { "listen_port_zero.conf:2: listen.port = 0 is out of range; allowed 1..65535" } },
+    { "listen_port_70000.conf", 1,
+      { "listen_port_70000.conf:1: listen.port = 70000 is out of range; allowed 1..65535" } },
+    { "pool_size_zero.conf", 1,
+      { "pool_size_zero.conf:3: pool.size = 0 is out of range; allowed 1..1024" } },
+    { "unknown_key.conf", 1,
+      { "unknown_key.conf:2: unknown setting pool.sise;", "accepts size, capability" } },
+    { "unknown_group.conf", 1,
+      { "unknown_group.conf:3: unknown setting logging;",
+        "listen, pool, upstreams, clients, log" } },
+    { "unknown_upstream_key.conf", 1,
+      { "unknown_upstream_key.conf:3: unknown setting upstreams[0].pasword;",
+        "host, port, user, password" } },
+    { "wrong_type.conf", 1,
+      { "wrong_type.conf:3: pool.size must be an integer, but it is a string", "1..1024" } },
+    { "wrong_group_type.conf", 1,
+      { "wrong_group_type.conf:2: pool must be a group, but it is an integer" } },
+    { "syntax_error.conf", 1,
+      { "syntax_error.conf:3: syntax error" } },
+    { "no_upstreams.conf", 1,
+      { "no_upstreams.conf: upstreams is missing; add at least one upstream" } },
+    { "empty_upstreams.conf", 1,
+      { "empty_upstreams.conf:2: upstreams is empty" } },
+    { "upstream_invalid.conf", 4,
+      { "upstream_invalid.conf:3: upstreams[0].host is empty",
+        "upstream_invalid.conf:4: upstreams[1].port = 65536 is out of range; allowed 1..65535",
+        "upstream_invalid.conf:4: upstreams[1].password must be a string, but it is an integer",
+        "upstream_invalid.conf:5: upstreams[2].host is missing" } },
+    { "watermarks_equal.conf", 1,
+      { "watermarks_equal.conf:5: clients.output_low_watermark = 65536 is not less than "
+        "clients.output_high_watermark = 65536" } },
+    { "reconnect_max_below_min.conf", 1,
+      { "reconnect_max_below_min.conf:5: pool.reconnect_max_ms = 200 is less than "
+        "pool.reconnect_min_ms = 500" } },
+    { "bad_log_level.conf", 1,
+      { "bad_log_level.conf:3: log.level = \"verbose\" is invalid",
+        "\"error\", \"warn\", \"info\", \"debug\"" } },
+    { "size_overflow.conf", 1,
+      { "size_overflow.conf:4: clients.max_message_size does not fit in a 32-bit integer",
+        "1024..1099511627776", "L suffix" } },
+    { "size_out_of_range.conf", 1,
+      { "size_out_of_range.conf:4: clients.max_message_size = 2199023255552 bytes is out of "
+        "range; allowed 1024 (1 KiB)..1099511627776 (1 TiB) bytes" } },
+    { "with_include.conf", 1,
+      { "/included_upstreams.inc:2: upstreams[0].port = 99999 is out of range" } },
+    { "many_errors.conf", 5,
+      { "many_errors.conf:1: listen.port = 0", "many_errors.conf:2: pool.size = 0",
+        "many_errors.conf:2: unknown setting pool.sise",
+        "many_errors.conf:4: log.level must be a string, but it is an integer",
+        "many_errors.conf:3: upstreams is empty" } },
+};
+
+START_TEST(test_invalid_case)
+{
+    const struct invalid_case *test = &invalid_cases[_i];
+    char path[PATH_MAX];
+    char errors[ERRORS_SIZE];
+
+    fixture_path(test->fixture, path, sizeof(path));
+    struct config *config = config_load(path, errors, sizeof(errors));
+
+    ck_assert_msg(config == NULL, "%s loaded, but it is invalid", test->fixture);
+    for (size_t i = 0; i < sizeof(test->expected) / sizeof(test->expected[0]); i++) {
+        if (test->expected[i] == NULL)
+            break;
+        ck_assert_msg(strstr(errors, test->expected[i]) != NULL,
+                      "%s: expected \"%s\" in the errors:\n%s", test->fixture,
+                      test->expected[i], errors);
+    }
+    ck_assert_msg(count_lines(errors) == test->line_count,
+                  "%s: expected %d error lines, got:\n%s", test->fixture, test->line_count,
+                  errors);
+}
+END_TEST
+
+START_TEST(test_password_not_in_errors)
+{
+    char path[PATH_MAX];
+    char errors[ERRORS_SIZE];
+
+    fixture_path("upstream_invalid.conf", path, sizeof(path));
+    ck_assert_ptr_null(config_load(path, errors, sizeof(errors)));
+    ck_assert_ptr_nonnull(strstr(errors, "upstreams[1].password"));
+    ck_assert_ptr_null(strstr(errors, "hunter2-secret"));
+    ck_assert_ptr_null(strstr(errors, "123456789"));
+}
+END_TEST
+
+START_TEST(test_missing_file_reported)
+{
+    char path[PATH_MAX];
+    char errors[ERRORS_SIZE];
+
+    fixture_path("does-not-exist.conf", path, sizeof(path));
+    ck_assert_ptr_null(config_load(path, errors, sizeof(errors)));
+    ck_assert_ptr_nonnull(strstr(errors, "does-not-exist.conf: cannot open: "));
+    ck_assert_ptr_nonnull(strstr(errors, "No such file or directory"));
+}
+END_TEST
+
+START_TEST(test_small_error_buffer_truncates)
+{
+    char path[PATH_MAX];
+
+    fixture_path("many_errors.conf", path, sizeof(path));
+    /* Room for the first error line and the summary line, but not for a second error. */
+    size_t size = 2 * strlen(path) + 120;
+    char *errors = malloc(size);
+    ck_assert_ptr_nonnull(errors);
+    memset(errors, 'x', size);
+
+    ck_assert_ptr_null(config_load(path, errors, size));
+    ck_assert_ptr_nonnull(memchr(errors, '\0', size));
+    ck_assert_int_eq(count_lines(errors), 2);
+    ck_assert_ptr_nonnull(strstr(errors, "many_errors.conf:1: listen.port = 0"));
+    ck_assert_ptr_nonnull(strstr(errors, ": 4 more errors did not fit in the error buffer\n"));
+    free(errors);
+
+    /* No buffer at all still reports failure. */
+    ck_assert_ptr_null(config_load(path, NULL, 0));
+}
+END_TEST
+
+START_TEST(test_known_keys_listed)
+{
+    const char *const *keys = config_known_keys();
+    static const char *const expected[] = {
+        "listen.address", "listen.port", "listen.backlog",
+        "pool.size", "pool.capability", "pool.reconnect_min_ms", "pool.reconnect_max_ms",
+        "pool.connect_timeout_ms",
+        "upstreams.host", "upstreams.port", "upstreams.user", "upstreams.password",
+        "clients.max_clients", "clients.handshake_timeout_ms", "clients.max_message_size",
+        "clients.output_high_watermark", "clients.output_low_watermark",
+        "clients.input_buffer",
+        "log.level",
+    };
+    size_t count = sizeof(expected) / sizeof(expected[0]);
+
+    for (size_t i = 0; i < count; i++) {
+        ck_assert_ptr_nonnull(keys[i]);
+        ck_assert_str_eq(keys[i], expected[i]);
+    }
+    ck_assert_ptr_null(keys[count]);
+}
+END_TEST
+
+/* Reads a whole file into a new string, or fails the test. */
+static char *read_text(const char *relative)
+{
+    char path[PATH_MAX];
+    FILE *stream = fopen(source_path(relative, path, sizeof(path)), "r");
+
+    ck_assert_msg(stream != NULL, "cannot open %s", path);
+    fseek(stream, 0, SEEK_END);
+    long size = ftell(stream);
+    ck_assert_int_ge(size, 0);
+    rewind(stream);
+    char *text = calloc(1, (size_t)size + 1);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_uint_eq(fread(text, 1, (size_t)size, stream), (size_t)size);
+    fclose(stream);
+    return text;
+}
+
+START_TEST(test_known_keys_documented)
+{
+    char *sample = read_text("conf/qmux.conf");
+    char *manual = read_text("man/qmux.conf.5");
+    char needle[128];
+
+    for (const char *const *key = config_known_keys(); *key != NULL; key++) {
+        const char *leaf = strchr(*key, '.') + 1;
+
+        snprintf(needle, sizeof(needle), "%s = ", leaf);
+        ck_assert_msg(strstr(sample, needle) != NULL, "conf/qmux.conf does not set %s", *key);
+        snprintf(needle, sizeof(needle), ".It Cm %s ", leaf);
+        ck_assert_msg(strstr(manual, needle) != NULL,
+                      "man/qmux.conf.5 has no \".It Cm %s\" entry for %s", leaf, *key);
+    }
+    free(sample);
+    free(manual);
+}
+END_TEST
+
+START_TEST(test_log_level_names)
+{
+    ck_assert_str_eq(config_log_level_name(LOG_LEVEL_ERROR), "error");
+    ck_assert_str_eq(config_log_level_name(LOG_LEVEL_WARN), "warn");
+    ck_assert_str_eq(config_log_level_name(LOG_LEVEL_INFO), "info");
+    ck_assert_str_eq(config_log_level_name(LOG_LEVEL_DEBUG), "debug");
+    ck_assert_str_eq(config_log_level_name(-1), "unknown");
+    ck_assert_str_eq(config_log_level_name(4), "unknown");
+}
+END_TEST
+
+START_TEST(test_free_accepts_null)
+{
+    config_free(NULL);
+}
+END_TEST
+
+Suite *config_suite(void)
+{
+    Suite *suite = suite_create("config");
+    TCase *valid = tcase_create("valid");
+    TCase *invalid = tcase_create("invalid");
+    TCase *keys = tcase_create("keys");
+
+    tcase_add_test(valid, test_minimal_gets_defaults);
+    tcase_add_test(valid, test_full_sets_every_key);
+    tcase_add_test(valid, test_sample_config_loads);
+    suite_add_tcase(suite, valid);
+
+    tcase_add_loop_test(invalid, test_invalid_case, 0,
+                        (int)(sizeof(invalid_cases) / sizeof(invalid_cases[0])));
+    tcase_add_test(invalid, test_password_not_in_errors);
+    tcase_add_test(invalid, test_missing_file_reported);
+    tcase_add_test(invalid, test_small_error_buffer_truncates);
+    suite_add_tcase(suite, invalid);
+
+    tcase_add_test(keys, test_known_keys_listed);
+    tcase_add_test(keys, test_known_keys_documented);
+    tcase_add_test(keys, test_log_level_names);
+    tcase_add_test(keys, test_free_accepts_null);
+    suite_add_tcase(suite, keys);
+
+    return suite;
+}
