@@ -136,7 +136,7 @@ void client_reap(void)
 
 void client_dispatched(struct client *client, struct upconn *conn)
 {
-    (void)conn;
+    client->serving = conn;
     client->requests++;
     set_state(client, CLIENT_ACTIVE);
 }
@@ -223,6 +223,11 @@ static int place_message(struct client *client, struct evbuffer *input)
             conn = pool_async_target(pool);
         if (conn == NULL) {
             pool_wait(pool, client);
+            return 0;
+        }
+        if (upconn_output_full(conn)) {
+            pool_pin(client, conn);
+            upconn_wait_for_drain(conn, client);
             return 0;
         }
         upconn_forward(conn, client);

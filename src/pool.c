@@ -81,6 +81,7 @@ static int backend_create_conns(struct backend *backend)
         conn->state = UPCONN_DOWN;
         TAILQ_INIT(&conn->pinned_clients);
         queue_init(&conn->pinned_queue);
+        queue_init(&conn->write_waiters);
     }
     return 0;
 }
@@ -292,5 +293,6 @@ void pool_conn_lost(struct pool *pool, struct upconn *conn)
     while ((client = TAILQ_FIRST(&conn->pinned_clients)) != NULL)
         pool_unpin(client);
     queue_splice_front(&pool->queue, &conn->pinned_queue);
+    queue_splice_front(&pool->queue, &conn->write_waiters);
     pool_serve_queue(pool);
 }

@@ -28,6 +28,8 @@
 /* Messages of 2^31 bytes and more need capability 5 or 6 on the receiving side. */
 #define LARGE_MESSAGE (UINT64_C(1) << 31)
 
+static void write_cb(struct bufferevent *bev, void *arg);
+
 static const char *const state_names[] = {
     [UPCONN_DOWN] = "down",
     [UPCONN_CONNECTING] = "connecting",
@@ -384,7 +386,8 @@ void upconn_connect(struct upconn *conn)
         upconn_close(conn, "out of memory");
         return;
     }
-    bufferevent_setcb(conn->bev, read_cb, NULL, event_cb, conn);
+    bufferevent_setcb(conn->bev, read_cb, write_cb, event_cb, conn);
+    bufferevent_setwatermark(conn->bev, EV_WRITE, qmux.config->output_low_watermark, 0);
     bufferevent_set_max_single_read(conn->bev, UPSTREAM_READ_CHUNK);
     bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
 
@@ -428,6 +431,34 @@ void upconn_send_request(struct upconn *conn, struct client *client)
 void upconn_forward(struct upconn *conn, struct client *client)
 {
     take_message(client, bufferevent_get_output(conn->bev));
+}
+
+int upconn_output_full(const struct upconn *conn)
+{
+    struct evbuffer *output = bufferevent_get_output(conn->bev);
+
+    return evbuffer_get_length(output) >= qmux.config->output_high_watermark;
+}
+
+void upconn_wait_for_drain(struct upconn *conn, struct client *client)
+{
+    client->state = CLIENT_QUEUED;
+    gettimeofday(&client->queued_at, NULL);
+    queue_push(&conn->write_waiters, client);
+}
+
+/* The output buffer drained below the low watermark: let blocked async senders go on. */
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+    struct upconn *conn = arg;
+    struct client *client;
+
+    (void)bev;
+    while (conn->bev != NULL && !upconn_output_full(conn) &&
+           (client = queue_pop(&conn->write_waiters)) != NULL) {
+        client->state = CLIENT_IDLE;
+        client_process_input(client);
+    }
 }
 
 void upconn_client_left(struct upconn *conn, struct client *client)

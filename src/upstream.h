@@ -57,6 +57,8 @@ struct upconn {
     int in_idle_list;
     TAILQ_HEAD(, client) pinned_clients;   /* clients whose async messages went here */
     struct request_queue pinned_queue;     /* their sync requests waiting for this one */
+    struct request_queue write_waiters;    /* clients whose async message waits for the
+                                              output buffer to drain */
 
     struct event *timer;            /* reconnect backoff, or connect/login timeout */
     int failures;                   /* consecutive failed attempts */
@@ -84,6 +86,13 @@ void upconn_send_request(struct upconn *conn, struct client *client);
 /* Moves the client's head message (async, or a response to a nested sync) into conn's
  * output without changing conn's state. */
 void upconn_forward(struct upconn *conn, struct client *client);
+
+/* Returns 1 when conn's output buffer is over clients.output_high_watermark, so a client
+ * must wait (upconn_wait_for_drain) before adding an async message to it. */
+int upconn_output_full(const struct upconn *conn);
+
+/* Queues the client until conn's output drains below clients.output_low_watermark. */
+void upconn_wait_for_drain(struct upconn *conn, struct client *client);
 
 /* Called when conn's client closes: the rest of the response will be discarded. */
 void upconn_client_left(struct upconn *conn, struct client *client);
