@@ -42,7 +42,7 @@ UNIT_OBJS = $(UNIT_SRCS:%.c=$(BUILD)/asan/%.o) $(CODEC_SRCS:%.c=$(BUILD)/asan/%.
 
 PROGRAMS = $(BUILD)/qmux $(BUILD)/qmux-standin $(BUILD)/qmux-client
 
-.PHONY: all check deps unit integration demo install clean
+.PHONY: all check deps unit integration sanitize-build demo install clean
 
 all: $(PROGRAMS)
 
@@ -82,8 +82,17 @@ deps:
 unit: $(BUILD)/unit-tests
 	QMUX_SOURCE_DIR=$(CURDIR) $(BUILD)/unit-tests
 
-integration: all
-	tests/integration/run.sh
+# The integration suite runs qmux and the stand-in built with the sanitizers, so a memory
+# error or leak in any tested path fails the test that triggered it. Point it at another
+# build with `make integration INTEGRATION_BUILD=build`.
+SANITIZE_BUILD = $(BUILD)/sanitize
+INTEGRATION_BUILD ?= $(SANITIZE_BUILD)
+
+sanitize-build:
+	$(MAKE) BUILD=$(SANITIZE_BUILD) OPTFLAGS="-O1 -g $(SANFLAGS)" all
+
+integration: all sanitize-build
+	QMUX_BUILD_DIR=$(abspath $(INTEGRATION_BUILD)) tests/integration/run.sh
 
 demo:
 	scripts/demo.sh
