@@ -64,6 +64,7 @@ static void backend_init(struct backend *backend, int index, const struct config
     backend->index = index;
     backend->settings = settings;
     backend->size = config->pool_size;
+    TAILQ_INIT(&backend->idle);
     snprintf(backend->name, sizeof(backend->name), "%s:%d", settings->host, settings->port);
 }
 
@@ -92,7 +93,6 @@ struct pool *pool_create(const struct config *config)
 
     if (pool == NULL)
         return NULL;
-    TAILQ_INIT(&pool->idle);
     queue_init(&pool->queue);
     pool->capability = config->pool_capability;
 
@@ -144,9 +144,31 @@ static int conn_logged_in(const struct upconn *conn)
 
 static void take_idle(struct pool *pool, struct upconn *conn)
 {
-    TAILQ_REMOVE(&pool->idle, conn, idle_link);
+    struct backend *backend = conn->backend;
+
+    TAILQ_REMOVE(&backend->idle, conn, idle_link);
+    backend->idle_count--;
     pool->idle_count--;
     conn->in_idle_list = 0;
+}
+
+/* Returns an idle connection of the backend with the fewest requests in flight (ties
+ * go round-robin), or NULL when no connection is idle. kdb+ evaluates one request at a
+ * time per process, so spreading requests over processes is what shortens waits. */
+static struct upconn *least_busy_idle(struct pool *pool)
+{
+    struct backend *best = NULL;
+
+    for (int step = 0; step < pool->backend_count; step++) {
+        struct backend *backend = &pool->backends[(pool->rotation + step) % pool->backend_count];
+
+        if (backend->idle_count > 0 && (best == NULL || backend->busy_count < best->busy_count))
+            best = backend;
+    }
+    if (best == NULL)
+        return NULL;
+    pool->rotation = (best->index + 1) % pool->backend_count;
+    return TAILQ_FIRST(&best->idle);
 }
 
 static void client_wait(struct request_queue *queue, struct client *client)
@@ -170,7 +192,7 @@ void pool_submit_sync(struct pool *pool, struct client *client)
         return;
     }
 
-    conn = TAILQ_FIRST(&pool->idle);
+    conn = least_busy_idle(pool);
     if (conn != NULL) {
         take_idle(pool, conn);
         upconn_send_request(conn, client);
@@ -181,7 +203,7 @@ void pool_submit_sync(struct pool *pool, struct client *client)
 
 struct upconn *pool_async_target(struct pool *pool)
 {
-    struct upconn *idle = TAILQ_FIRST(&pool->idle);
+    struct upconn *idle = least_busy_idle(pool);
 
     if (idle != NULL)
         return idle;
@@ -216,7 +238,8 @@ void pool_wait(struct pool *pool, struct client *client)
 void pool_release(struct pool *pool, struct upconn *conn)
 {
     upconn_set_state(conn, UPCONN_IDLE);
-    TAILQ_INSERT_TAIL(&pool->idle, conn, idle_link);
+    TAILQ_INSERT_TAIL(&conn->backend->idle, conn, idle_link);
+    conn->backend->idle_count++;
     pool->idle_count++;
     conn->in_idle_list = 1;
 
@@ -243,7 +266,7 @@ void pool_forget(struct pool *pool, struct upconn *conn)
 void pool_serve_queue(struct pool *pool)
 {
     while (pool->queue.length > 0 && pool->idle_count > 0) {
-        struct upconn *conn = TAILQ_FIRST(&pool->idle);
+        struct upconn *conn = least_busy_idle(pool);
 
         /* pool_release() leaves conn idle only once both queues are empty. */
         take_idle(pool, conn);

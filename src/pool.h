@@ -16,14 +16,13 @@ struct pool {
     struct backend *backends;
     int backend_count;
 
-    TAILQ_HEAD(, upconn) idle;     /* connections ready for a sync request */
-    int idle_count;
+    int idle_count;                 /* idle connections over all backends */
     struct request_queue queue;     /* clients waiting for any connection, FIFO */
 
     /* Capability offered to clients: the lowest any upstream connection agreed, or the
      * configured pool.capability before the first login. */
     int capability;
-    int rotation;                   /* round-robin cursor for async placement */
+    int rotation;                   /* round-robin cursor for ties and async placement */
 };
 
 /* Creates every backend and connection of config and starts connecting. */
@@ -34,7 +33,8 @@ void pool_destroy(struct pool *pool);
 
 /*
  * Places the client's head message, a sync request: sends it at once on an idle
- * connection (the pinned one, if the client is pinned) or queues the client.
+ * connection (the pinned one, if the client is pinned) or queues the client. Among
+ * backends with an idle connection, the one with the fewest requests in flight wins.
  */
 void pool_submit_sync(struct pool *pool, struct client *client);
 

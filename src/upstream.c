@@ -46,6 +46,10 @@ const char *upconn_state_name(enum upconn_state state)
 void upconn_set_state(struct upconn *conn, enum upconn_state state)
 {
     ulog_debug(conn, "state %s -> %s", state_names[conn->state], state_names[state]);
+    if (conn->state == UPCONN_BUSY)
+        conn->backend->busy_count--;
+    if (state == UPCONN_BUSY)
+        conn->backend->busy_count++;
     conn->state = state;
     gettimeofday(&conn->since, NULL);
 }

@@ -75,6 +75,10 @@ struct backend {
     const struct config_upstream *settings;
     struct upconn *conns;
     int size;
+
+    TAILQ_HEAD(, upconn) idle;      /* logged-in connections with no request in flight */
+    int idle_count;
+    int busy_count;                 /* connections with a sync request in flight */
 };
 
 /* Starts connecting conn now. */
