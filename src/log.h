@@ -37,10 +37,11 @@ void log_write(int level, const char *format, ...) __attribute__((format(printf,
 #define clog_info(c, ...) clog_at(LOG_LEVEL_INFO, c, __VA_ARGS__)
 #define clog_debug(c, ...) clog_at(LOG_LEVEL_DEBUG, c, __VA_ARGS__)
 
-/* Upstream connection lines: "upstream ID HOST:PORT: ..." */
+/* Upstream connection lines: "upstream ID HOST:PORT[SLOT]: ...". The id is new for every
+ * connect; the slot (0 .. pool.size - 1) stays, so a reconnect can be matched to its loss. */
 #define ulog_at(level, conn, format, ...) \
-    log_at(level, "upstream %" PRIu64 " %s: " format, (conn)->id, (conn)->backend->name, \
-           ##__VA_ARGS__)
+    log_at(level, "upstream %" PRIu64 " %s[%d]: " format, (conn)->id, (conn)->backend->name, \
+           (conn)->slot, ##__VA_ARGS__)
 #define ulog_error(u, ...) ulog_at(LOG_LEVEL_ERROR, u, __VA_ARGS__)
 #define ulog_warn(u, ...) ulog_at(LOG_LEVEL_WARN, u, __VA_ARGS__)
 #define ulog_info(u, ...) ulog_at(LOG_LEVEL_INFO, u, __VA_ARGS__)

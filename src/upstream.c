@@ -119,7 +119,11 @@ static void finish_login(struct upconn *conn, int capability)
     evtimer_del(conn->timer);
     conn->capability = capability;
 
-    if (!conn->ever_connected)
+    if (!conn->ever_connected && conn->failures > 0)
+        ulog_info(conn, "connected after %d failed attempt%s and %.1f s, capability %d",
+                  conn->failures, conn->failures == 1 ? "" : "s",
+                  seconds_since(&conn->down_since), capability);
+    else if (!conn->ever_connected)
         ulog_info(conn, "connected, capability %d", capability);
     else if (conn->failures > 0)
         ulog_info(conn, "reconnected after %d attempt%s and %.1f s down, capability %d",

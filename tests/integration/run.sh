@@ -17,7 +17,7 @@ test_files=(*.test.js)
 
 # One test file at a time: several tests measure timing, and the machine has 2 cores.
 run_suite() {
-    node --test --test-concurrency=1 "$@" "${test_files[@]}"
+    node --test --test-concurrency=1 --test-reporter=spec "$@" "${test_files[@]}"
 }
 
 status=0
