@@ -2,8 +2,13 @@
 #
 #   make            build build/qmux, build/qmux-standin and build/qmux-client
 #   make check      install missing dependencies, build, run unit tests under
-#                   AddressSanitizer + UndefinedBehaviorSanitizer, then integration tests
+#                   AddressSanitizer + UndefinedBehaviorSanitizer, each fuzz target for
+#                   10 s, then the integration tests
 #   make demo       build, start the stand-in kdb+ and qmux, run the demonstration
+#   make fuzz       build the libFuzzer targets with clang and run each for FUZZ_SECONDS
+#   make fuzz-smoke run each libFuzzer target for 10 seconds
+#   make bench      build build/qmux-bench and run the benchmarks (bench/run.sh); not
+#                   part of make check
 #   make install    install into $(DESTDIR)$(PREFIX)
 
 PREFIX ?= /usr/local
@@ -74,6 +79,7 @@ check:
 	scripts/install-deps.sh
 	$(MAKE) all $(BUILD)/unit-tests
 	$(MAKE) unit
+	$(MAKE) fuzz-smoke
 	$(MAKE) integration
 
 deps:
@@ -107,5 +113,64 @@ install: all
 
 clean:
 	rm -rf $(BUILD)
+
+# libFuzzer targets (tests/fuzz/fuzz_*.c), built with clang under $(BUILD)/fuzz, apart from
+# the normal build. Each run reads the committed seeds in tests/fuzz/corpus/<target> and
+# writes what it finds to $(BUILD)/fuzz/corpus/<target>; crashing inputs go to
+# $(BUILD)/fuzz/artifacts/<target>/.
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS = qdec decompress header handshake
+FUZZ_CFLAGS = -std=gnu11 -O1 -g $(WARNFLAGS) $(DEPFLAGS) -Isrc -Isrc/codec \
+              -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_LIB_SRCS = src/ipc.c src/codec/qdec.c src/codec/compress.c
+FUZZ_LIB_OBJS = $(FUZZ_LIB_SRCS:%.c=$(BUILD)/fuzz/obj/%.o)
+FUZZ_BINS = $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
+FUZZ_MAIN_OBJS = $(FUZZ_TARGETS:%=$(BUILD)/fuzz/obj/tests/fuzz/fuzz_%.o)
+
+# Keep the targets' objects, which make would otherwise delete as intermediate files.
+.SECONDARY: $(FUZZ_MAIN_OBJS)
+
+$(BUILD)/fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(BUILD)/fuzz/fuzz_%: $(BUILD)/fuzz/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIB_OBJS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ -lm
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	@set -e; for target in $(FUZZ_TARGETS); do \
+	    mkdir -p $(BUILD)/fuzz/corpus/$$target $(BUILD)/fuzz/artifacts/$$target; \
+	    echo "fuzz_$$target: $(FUZZ_SECONDS) s"; \
+	    $(BUILD)/fuzz/fuzz_$$target -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	        -artifact_prefix=$(BUILD)/fuzz/artifacts/$$target/ \
+	        $(BUILD)/fuzz/corpus/$$target tests/fuzz/corpus/$$target; \
+	done
+
+fuzz-smoke:
+	$(MAKE) fuzz FUZZ_SECONDS=10
+
+# The benchmarks: build/qmux-bench (bench/*.c plus the test client's message helpers in
+# tests/tools/qwire.c), run by bench/run.sh against the stand-in and qmux on free loopback
+# ports. Results go to $(BUILD)/bench/; docs/benchmarks.md describes the method.
+BENCH_SRCS = $(wildcard bench/*.c)
+BENCH_OBJS = $(BENCH_SRCS:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/tests/tools/qwire.o
+
+$(BENCH_SRCS:%.c=$(BUILD)/obj/%.o): ALL_CFLAGS += -Itests/tools
+
+$(BUILD)/qmux-bench: $(BENCH_OBJS) $(BUILD)/libqcodec.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(PKG_LIBS) -lm
+
+.PHONY: bench bench-build
+
+bench-build: $(BUILD)/qmux-bench
+
+# Installs what is missing first, then re-reads this Makefile so pkg-config sees it.
+bench:
+	scripts/install-deps.sh
+	$(MAKE) all $(BUILD)/qmux-bench
+	QMUX_BUILD_DIR=$(abspath $(BUILD)) bench/run.sh
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -159,6 +159,63 @@ void client_fail_request(struct client *client, const char *text)
     client_process_input(client);
 }
 
+void client_requeue(struct client *client, struct evbuffer *request)
+{
+    size_t length = evbuffer_get_length(request);
+
+    evbuffer_prepend_buffer(bufferevent_get_input(client->bev), request);
+    client->bytes_in -= length;
+    client->requests--;
+    client->head_parsed = 0;
+    client->serving = NULL;
+    set_state(client, CLIENT_QUEUED);
+    queue_push_front(&qmux.pool->queue, client);
+}
+
+void client_reject_head(struct client *client, const char *text)
+{
+    struct evbuffer *input = bufferevent_get_input(client->bev);
+
+    if (client->queue != NULL)
+        queue_remove(client->queue, client);
+    if (client->head.type == IPC_SYNC)
+        client_send_error(client, text);
+    else
+        clog_warn(client, "dropped an async message of %" PRIu64 " bytes: %s",
+                  client->head.length, text);
+    evbuffer_drain(input, (size_t)client->head.length);
+    client->bytes_in += client->head.length;
+    client->head_parsed = 0;
+    set_state(client, CLIENT_IDLE);
+}
+
+void client_sweep_idle(void)
+{
+    int limit_ms = qmux.config->idle_timeout_ms;
+    struct timeval now;
+    struct client *client;
+    struct client *next;
+
+    if (limit_ms == 0)
+        return;
+    event_base_gettimeofday_cached(qmux.base, &now);
+    for (client = TAILQ_FIRST(&qmux.clients); client != NULL; client = next) {
+        next = TAILQ_NEXT(client, list_link);
+        if (client->state != CLIENT_IDLE || client->serving != NULL)
+            continue;
+
+        long idle_ms = (now.tv_sec - client->last_read.tv_sec) * 1000 +
+                       (now.tv_usec - client->last_read.tv_usec) / 1000;
+        if (idle_ms >= limit_ms) {
+            char reason[96];
+
+            snprintf(reason, sizeof(reason), "idle for %ld ms (clients.idle_timeout_ms %d)",
+                     idle_ms, limit_ms);
+            client_close(client, reason);
+        }
+    }
+}
+
 /* Reads the header of the next message. Returns 0 when there is none yet or the client
  * was closed for sending an invalid one. */
 static int read_head(struct client *client, struct evbuffer *input)
@@ -213,8 +270,8 @@ static int place_message(struct client *client, struct evbuffer *input)
 
     switch (client->head.type) {
     case IPC_SYNC:
-        pool_submit_sync(pool, client);
-        return 0;
+        /* Goes on reading only when the request was rejected at once. */
+        return pool_submit_sync(pool, client);
 
     case IPC_ASYNC: {
         struct upconn *conn = client->pinned;
@@ -310,6 +367,7 @@ static void read_cb(struct bufferevent *bev, void *arg)
     struct client *client = arg;
 
     (void)bev;
+    event_base_gettimeofday_cached(qmux.base, &client->last_read);
     if (client->state == CLIENT_HANDSHAKE)
         read_handshake(client);
     if (client->state == CLIENT_IDLE || client->state == CLIENT_ACTIVE)
@@ -334,11 +392,15 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     struct client *client = arg;
     char reason[160];
 
-    if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
+    if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)))
         return;
 
     size_t buffered = evbuffer_get_length(bufferevent_get_input(bev));
-    if (what & BEV_EVENT_ERROR)
+    if (what & BEV_EVENT_TIMEOUT)
+        snprintf(reason, sizeof(reason), "output made no progress for %d ms "
+                 "(clients.send_timeout_ms); the client stopped reading",
+                 qmux.config->send_timeout_ms);
+    else if (what & BEV_EVENT_ERROR)
         snprintf(reason, sizeof(reason), "socket error: %s",
                  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
     else if (client->state == CLIENT_HANDSHAKE)
@@ -365,6 +427,16 @@ static void handshake_timeout_cb(evutil_socket_t fd, short what, void *arg)
     snprintf(reason, sizeof(reason), "handshake not completed within %d ms "
              "(clients.handshake_timeout_ms)", qmux.config->handshake_timeout_ms);
     client_close(client, reason);
+}
+
+/* A write that makes no progress for clients.send_timeout_ms raises BEV_EVENT_TIMEOUT. */
+static void set_send_timeout(struct client *client)
+{
+    int ms = qmux.config->send_timeout_ms;
+    struct timeval timeout = { ms / 1000, (ms % 1000) * 1000 };
+
+    if (ms > 0)
+        bufferevent_set_timeouts(client->bev, NULL, &timeout);
 }
 
 static void format_peer(const struct sockaddr *address, socklen_t length, char *out, size_t size)
@@ -436,6 +508,8 @@ static void accept_cb(struct evconnlistener *listener, evutil_socket_t fd,
     bufferevent_setcb(client->bev, read_cb, write_cb, event_cb, client);
     bufferevent_setwatermark(client->bev, EV_WRITE, qmux.config->output_low_watermark, 0);
     set_read_limit(client, 0);
+    set_send_timeout(client);
+    client->last_read = client->connected_at;
     bufferevent_enable(client->bev, EV_READ | EV_WRITE);
     if (start_handshake_timer(client) != 0) {
         client_close(client, "out of memory while accepting");

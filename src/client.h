@@ -57,6 +57,7 @@ struct client {
     TAILQ_ENTRY(client) queue_link;
     struct timeval queued_at;
 
+    struct timeval last_read;       /* for clients.idle_timeout_ms */
     struct event *handshake_timer;
     const char *close_reason;       /* CLOSING: logged when the flush completes */
 
@@ -87,6 +88,18 @@ void client_request_done(struct client *client);
  * IDLE again. text must not contain NUL.
  */
 void client_fail_request(struct client *client, const char *text);
+
+/* Puts a request taken back from an upstream connection that never sent it in front of
+ * the client's input, and queues the client first in the shared queue. */
+void client_requeue(struct client *client, struct evbuffer *request);
+
+/* Answers the head message of the client with the kdb+ error text (a sync request) or
+ * drops it with a log line (an async one) and makes the client IDLE. */
+void client_reject_head(struct client *client, const char *text);
+
+/* Closes clients idle (no request queued or in flight) longer than
+ * clients.idle_timeout_ms. */
+void client_sweep_idle(void);
 
 /* Sends a kdb+ error response without changing state. */
 void client_send_error(struct client *client, const char *text);

@@ -81,6 +81,16 @@ static const struct setting settings[] = {
       10000, NULL, 1, 3600000, "largest reconnect delay after exponential backoff, ms" },
     { "pool.connect_timeout_ms", SETTING_INT, CONFIG_FIELD(connect_timeout_ms), 0,
       5000, NULL, 1, 600000, "time allowed for an upstream connect plus handshake, ms" },
+    { "pool.unavailable_wait_ms", SETTING_INT, CONFIG_FIELD(unavailable_wait_ms), 0,
+      1000, NULL, 0, 3600000,
+      "longest time a request waits while no upstream connection is logged in, ms" },
+    { "pool.health_check_interval_ms", SETTING_INT, CONFIG_FIELD(health_check_interval_ms), 0,
+      30000, NULL, 0, 86400000,
+      "idle time after which a connection gets a health-check query, ms; 0 is off" },
+    { "pool.health_check_timeout_ms", SETTING_INT, CONFIG_FIELD(health_check_timeout_ms), 0,
+      5000, NULL, 1, 600000, "time allowed for the answer to a health-check query, ms" },
+    { "pool.health_check_query", SETTING_STRING, CONFIG_FIELD(health_check_query),
+      SETTING_NONEMPTY, 0, "::", 0, 0, "q expression sent as the health-check query" },
 
     { "upstreams.host", SETTING_STRING, UPSTREAM_FIELD(host),
       SETTING_REQUIRED | SETTING_NONEMPTY,
@@ -96,6 +106,20 @@ static const struct setting settings[] = {
       10000, NULL, 1, 1000000, "maximum number of client connections open at once" },
     { "clients.handshake_timeout_ms", SETTING_INT, CONFIG_FIELD(handshake_timeout_ms), 0,
       10000, NULL, 0, 3600000, "time a client has to finish its handshake, ms; 0 is off" },
+    { "clients.idle_timeout_ms", SETTING_INT, CONFIG_FIELD(idle_timeout_ms), 0,
+      0, NULL, 0, 86400000,
+      "time a client may stay connected without a request, ms; 0 is off" },
+    { "clients.query_timeout_ms", SETTING_INT, CONFIG_FIELD(query_timeout_ms), 0,
+      0, NULL, 0, 86400000,
+      "time allowed for the upstream to answer a request, ms; 0 is off" },
+    { "clients.queue_timeout_ms", SETTING_INT, CONFIG_FIELD(queue_timeout_ms), 0,
+      0, NULL, 0, 86400000,
+      "time a request may wait for an upstream connection, ms; 0 is off" },
+    { "clients.max_queue", SETTING_INT, CONFIG_FIELD(max_queue), 0,
+      10000, NULL, 1, 1000000, "maximum number of requests waiting in the queue" },
+    { "clients.send_timeout_ms", SETTING_INT, CONFIG_FIELD(send_timeout_ms), 0,
+      60000, NULL, 0, 86400000,
+      "time a client's pending output may make no progress before it is closed, ms; 0 is off" },
     { "clients.max_message_size", SETTING_U64, CONFIG_FIELD(max_message_size), 0,
       256 * MIB, NULL, 1 * KIB, 1 * TIB, "largest client message accepted, bytes" },
     { "clients.output_high_watermark", SETTING_SIZE, CONFIG_FIELD(output_high_watermark), 0,
@@ -909,6 +933,7 @@ void config_free(struct config *config)
         free(config->upstreams[i].password);
     }
     free(config->listen_address);
+    free(config->health_check_query);
     free(config->path);
     free(config);
 }

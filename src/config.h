@@ -41,6 +41,12 @@ struct config {
     int reconnect_min_ms;            /* first reconnect delay; default 100, 1..600000 */
     int reconnect_max_ms;            /* backoff cap; default 10000, >= reconnect_min_ms, <= 3600000 */
     int connect_timeout_ms;          /* connect plus handshake; default 5000, 1..600000 */
+    int unavailable_wait_ms;         /* longest wait for a connection while none is logged
+                                        in; default 1000, 0..3600000 */
+    int health_check_interval_ms;    /* idle time before a health-check query; default
+                                        30000, 0 (off)..86400000 */
+    int health_check_timeout_ms;     /* answer time allowed; default 5000, 1..600000 */
+    char *health_check_query;        /* q text sent as a sync request; default "::" */
 
     /* upstreams = ( { host; port; user; password; }, ... ) at least one */
     struct config_upstream upstreams[CONFIG_MAX_UPSTREAMS];
@@ -49,6 +55,15 @@ struct config {
     /* clients = { ... } */
     int max_clients;                 /* default 10000, 1..1000000 */
     int handshake_timeout_ms;        /* default 10000, 0 (off)..3600000 */
+    int idle_timeout_ms;             /* close a client idle this long; default 0 (off),
+                                        0..86400000 */
+    int query_timeout_ms;            /* answer time allowed per request; default 0 (off),
+                                        0..86400000 */
+    int queue_timeout_ms;            /* longest wait in the queue; default 0 (off),
+                                        0..86400000 */
+    int max_queue;                   /* requests waiting at once; default 10000, 1..1000000 */
+    int send_timeout_ms;             /* close a client whose output makes no progress this
+                                        long; default 60000, 0 (off)..86400000 */
     uint64_t max_message_size;       /* largest client request, bytes; default 256 MiB,
                                         1 KiB..1 TiB */
     size_t output_high_watermark;    /* stop reading the upstream when the client's output

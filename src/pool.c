@@ -87,6 +87,89 @@ static int backend_create_conns(struct backend *backend)
     return 0;
 }
 
+static void take_idle(struct pool *pool, struct upconn *conn)
+{
+    struct backend *backend = conn->backend;
+
+    TAILQ_REMOVE(&backend->idle, conn, idle_link);
+    backend->idle_count--;
+    pool->idle_count--;
+    conn->in_idle_list = 0;
+}
+
+static long waited_ms(const struct client *client, const struct timeval *now)
+{
+    return (now->tv_sec - client->queued_at.tv_sec) * 1000 +
+           (now->tv_usec - client->queued_at.tv_usec) / 1000;
+}
+
+/* Fails the oldest waiters whose wait passed a limit. The queue is FIFO, so the first
+ * waiter within the limit ends the scan. */
+static void expire_waiters(struct pool *pool, const struct timeval *now)
+{
+    const struct config *config = qmux.config;
+    struct client *client;
+
+    while ((client = TAILQ_FIRST(&pool->queue.head)) != NULL) {
+        long waited = waited_ms(client, now);
+        char text[160];
+
+        if (config->queue_timeout_ms > 0 && waited >= config->queue_timeout_ms)
+            snprintf(text, sizeof(text), "queue timeout: waited %ld ms for an upstream "
+                     "connection (clients.queue_timeout_ms %d)", waited,
+                     config->queue_timeout_ms);
+        else if (pool->logged_in == 0 && waited >= config->unavailable_wait_ms)
+            snprintf(text, sizeof(text), "upstream unavailable: no upstream connection is "
+                     "logged in (waited %ld ms, pool.unavailable_wait_ms)", waited);
+        else
+            break;
+        clog_info(client, "request failed: %s", text);
+        client_reject_head(client, text);
+        client_process_input(client);
+    }
+}
+
+/* Sends a health-check query on every connection idle longer than the interval. */
+static void check_idle_connections(struct pool *pool, const struct timeval *now)
+{
+    long interval = qmux.config->health_check_interval_ms;
+
+    if (interval == 0)
+        return;
+    for (int i = 0; i < pool->backend_count; i++) {
+        struct backend *backend = &pool->backends[i];
+        struct upconn *conn = TAILQ_FIRST(&backend->idle);
+
+        /* The idle list is ordered by the time each connection became idle. */
+        while (conn != NULL) {
+            struct upconn *next = TAILQ_NEXT(conn, idle_link);
+            long idle = (now->tv_sec - conn->since.tv_sec) * 1000 +
+                        (now->tv_usec - conn->since.tv_usec) / 1000;
+
+            if (idle < interval)
+                break;
+            take_idle(pool, conn);
+            upconn_check_health(conn);
+            conn = next;
+        }
+    }
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct pool *pool = arg;
+    struct timeval now;
+
+    (void)fd;
+    (void)what;
+    gettimeofday(&now, NULL);
+    expire_waiters(pool, &now);
+    check_idle_connections(pool, &now);
+
+    if (++pool->ticks % (1000 / POOL_TICK_MS) == 0)
+        client_sweep_idle();
+}
+
 struct pool *pool_create(const struct config *config)
 {
     struct pool *pool = calloc(1, sizeof(*pool));
@@ -112,6 +195,13 @@ struct pool *pool_create(const struct config *config)
         }
     }
 
+    pool->tick = event_new(qmux.base, -1, EV_PERSIST, tick_cb, pool);
+    struct timeval period = { 0, POOL_TICK_MS * 1000 };
+    if (pool->tick == NULL || event_add(pool->tick, &period) != 0) {
+        pool_destroy(pool);
+        return NULL;
+    }
+
     for (int i = 0; i < pool->backend_count; i++) {
         struct backend *backend = &pool->backends[i];
 
@@ -125,6 +215,8 @@ void pool_destroy(struct pool *pool)
 {
     if (pool == NULL)
         return;
+    if (pool->tick != NULL)
+        event_free(pool->tick);
 
     for (int i = 0; i < pool->backend_count; i++) {
         struct backend *backend = &pool->backends[i];
@@ -142,15 +234,6 @@ static int conn_logged_in(const struct upconn *conn)
     return conn->state == UPCONN_IDLE || conn->state == UPCONN_BUSY;
 }
 
-static void take_idle(struct pool *pool, struct upconn *conn)
-{
-    struct backend *backend = conn->backend;
-
-    TAILQ_REMOVE(&backend->idle, conn, idle_link);
-    backend->idle_count--;
-    pool->idle_count--;
-    conn->in_idle_list = 0;
-}
 
 /* Returns an idle connection of the backend with the fewest requests in flight (ties
  * go round-robin), or NULL when no connection is idle. kdb+ evaluates one request at a
@@ -178,7 +261,30 @@ static void client_wait(struct request_queue *queue, struct client *client)
     queue_push(queue, client);
 }
 
-void pool_submit_sync(struct pool *pool, struct client *client)
+/* Rejects the client's request at once when the queue is full, or when no upstream
+ * connection is logged in and pool.unavailable_wait_ms is 0. Returns 1 if rejected. */
+static int reject_when_full(struct pool *pool, struct client *client)
+{
+    const struct config *config = qmux.config;
+    char text[160];
+
+    if (pool->queue.length >= (size_t)config->max_queue) {
+        snprintf(text, sizeof(text), "limit: %zu requests already wait for an upstream "
+                 "connection (clients.max_queue); retry later or raise clients.max_queue",
+                 pool->queue.length);
+        log_warn("queue full: rejecting a request of client %" PRIu64 " (clients.max_queue "
+                 "%d)", client->id, config->max_queue);
+    } else if (pool->logged_in == 0 && config->unavailable_wait_ms == 0) {
+        snprintf(text, sizeof(text), "upstream unavailable: no upstream connection is "
+                 "logged in (pool.unavailable_wait_ms 0)");
+    } else {
+        return 0;
+    }
+    client_reject_head(client, text);
+    return 1;
+}
+
+int pool_submit_sync(struct pool *pool, struct client *client)
 {
     struct upconn *conn = client->pinned;
 
@@ -189,16 +295,19 @@ void pool_submit_sync(struct pool *pool, struct client *client)
         } else {
             client_wait(&conn->pinned_queue, client);
         }
-        return;
+        return 0;
     }
 
     conn = least_busy_idle(pool);
     if (conn != NULL) {
         take_idle(pool, conn);
         upconn_send_request(conn, client);
-        return;
+        return 0;
     }
+    if (reject_when_full(pool, client))
+        return 1;
     client_wait(&pool->queue, client);
+    return 0;
 }
 
 struct upconn *pool_async_target(struct pool *pool)

@@ -12,6 +12,9 @@
 
 struct client;
 
+/* Period of the maintenance timer: queue timeouts are enforced to within this. */
+#define POOL_TICK_MS 100
+
 struct pool {
     struct backend *backends;
     int backend_count;
@@ -23,6 +26,9 @@ struct pool {
      * configured pool.capability before the first login. */
     int capability;
     int rotation;                   /* round-robin cursor for ties and async placement */
+    int logged_in;                  /* connections in state IDLE or BUSY */
+    struct event *tick;             /* timeouts and health checks, every POOL_TICK_MS */
+    unsigned ticks;
 };
 
 /* Creates every backend and connection of config and starts connecting. */
@@ -35,8 +41,10 @@ void pool_destroy(struct pool *pool);
  * Places the client's head message, a sync request: sends it at once on an idle
  * connection (the pinned one, if the client is pinned) or queues the client. Among
  * backends with an idle connection, the one with the fewest requests in flight wins.
+ * Returns 1 when the request was answered with an error at once (the queue is full, or
+ * no upstream is up and pool.unavailable_wait_ms is 0), else 0.
  */
-void pool_submit_sync(struct pool *pool, struct client *client);
+int pool_submit_sync(struct pool *pool, struct client *client);
 
 /*
  * Returns the connection for an async message of a client that is not pinned: an idle

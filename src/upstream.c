@@ -50,6 +50,10 @@ void upconn_set_state(struct upconn *conn, enum upconn_state state)
         conn->backend->busy_count--;
     if (state == UPCONN_BUSY)
         conn->backend->busy_count++;
+    if (conn->state == UPCONN_IDLE || conn->state == UPCONN_BUSY)
+        qmux.pool->logged_in--;
+    if (state == UPCONN_IDLE || state == UPCONN_BUSY)
+        qmux.pool->logged_in++;
     conn->state = state;
     gettimeofday(&conn->since, NULL);
 }
@@ -75,6 +79,12 @@ static void move_bytes(struct evbuffer *from, struct evbuffer *to, uint64_t n)
     }
 }
 
+static void output_add(struct upconn *conn, const void *data, size_t length)
+{
+    evbuffer_add(bufferevent_get_output(conn->bev), data, length);
+    conn->output_appended += length;
+}
+
 static void send_error_upstream(struct upconn *conn, const char *text)
 {
     size_t text_len = strlen(text);
@@ -83,11 +93,24 @@ static void send_error_upstream(struct upconn *conn, const char *text)
     uint8_t nul = 0;
 
     ipc_header_write(header, IPC_RESPONSE, IPC_HEADER_SIZE + 1 + text_len + 1);
-    struct evbuffer *output = bufferevent_get_output(conn->bev);
-    evbuffer_add(output, header, sizeof(header));
-    evbuffer_add(output, &error_type, 1);
-    evbuffer_add(output, text, text_len);
-    evbuffer_add(output, &nul, 1);
+    output_add(conn, header, sizeof(header));
+    output_add(conn, &error_type, 1);
+    output_add(conn, text, text_len);
+    output_add(conn, &nul, 1);
+}
+
+/* Sends text as a sync request whose body is a char vector, as q's h"text" does. */
+static void send_query_upstream(struct upconn *conn, const char *text)
+{
+    size_t text_len = strlen(text);
+    uint8_t header[IPC_HEADER_SIZE];
+    uint8_t vector[6] = { 10, 0, (uint8_t)text_len, (uint8_t)(text_len >> 8),
+                          (uint8_t)(text_len >> 16), (uint8_t)(text_len >> 24) };
+
+    ipc_header_write(header, IPC_SYNC, IPC_HEADER_SIZE + sizeof(vector) + text_len);
+    output_add(conn, header, sizeof(header));
+    output_add(conn, vector, sizeof(vector));
+    output_add(conn, text, text_len);
 }
 
 /* Delay before the next attempt: pool.reconnect_min_ms doubled per failure, capped at
@@ -132,7 +155,9 @@ static void finish_login(struct upconn *conn, int capability)
     else
         ulog_info(conn, "reconnected, capability %d", capability);
 
-    conn->failures = 0;
+    /* failures is reset by the first answered request, not here: a connection that logs
+     * in and then dies on every request keeps backing off longer, so a failing upstream
+     * drops out of use instead of taking each request down with it. */
     conn->ever_connected = 1;
     conn->last_error[0] = '\0';
     pool_note_capability(qmux.pool, capability);
@@ -222,11 +247,16 @@ static int end_message(struct upconn *conn)
     struct client *client = conn->client;
     const char *deferred_error = conn->deferred_error;
 
+    evtimer_del(conn->timer);
     conn->client = NULL;
     conn->client_gone = 0;
     conn->relayed_any = 0;
     conn->deferred_error = NULL;
-    conn->requests_served++;
+    conn->failures = 0;
+    if (conn->health_check)
+        conn->health_check = 0;
+    else
+        conn->requests_served++;
     if (client != NULL)
         client->serving = NULL;
 
@@ -304,25 +334,27 @@ static void read_cb(struct bufferevent *bev, void *arg)
 static void send_login(struct upconn *conn)
 {
     const struct config_upstream *settings = conn->backend->settings;
-    struct evbuffer *output = bufferevent_get_output(conn->bev);
     uint8_t tail[2] = { (uint8_t)qmux.config->pool_capability, 0 };
 
-    evbuffer_add(output, settings->user, strlen(settings->user));
+    output_add(conn, settings->user, strlen(settings->user));
     if (settings->password[0] != '\0') {
-        evbuffer_add(output, ":", 1);
-        evbuffer_add(output, settings->password, strlen(settings->password));
+        output_add(conn, ":", 1);
+        output_add(conn, settings->password, strlen(settings->password));
     }
-    evbuffer_add(output, tail, sizeof(tail));
+    output_add(conn, tail, sizeof(tail));
     upconn_set_state(conn, UPCONN_LOGIN);
 }
 
-static void set_nodelay(struct bufferevent *bev)
+static void set_socket_options(struct bufferevent *bev)
 {
     int one = 1;
     evutil_socket_t fd = bufferevent_getfd(bev);
 
-    if (fd >= 0)
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (fd < 0)
+        return;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /* The kernel then detects an upstream host that vanished without closing. */
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 }
 
 static void describe_event(struct upconn *conn, short what, char *reason, size_t size)
@@ -349,7 +381,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     struct upconn *conn = arg;
 
     if (what & BEV_EVENT_CONNECTED) {
-        set_nodelay(bev);
+        set_socket_options(bev);
         send_login(conn);
         return;
     }
@@ -369,6 +401,22 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (conn->state == UPCONN_DOWN) {
         upconn_connect(conn);
+    } else if (conn->state == UPCONN_BUSY && conn->health_check) {
+        char reason[128];
+
+        snprintf(reason, sizeof(reason), "health check not answered within %d ms "
+                 "(pool.health_check_timeout_ms)", qmux.config->health_check_timeout_ms);
+        upconn_close(conn, reason);
+    } else if (conn->state == UPCONN_BUSY) {
+        char reason[128];
+        char client_error[128];
+
+        snprintf(reason, sizeof(reason), "query not answered within %d ms "
+                 "(clients.query_timeout_ms); closing the connection, as kdb+ cannot cancel "
+                 "a running query", qmux.config->query_timeout_ms);
+        snprintf(client_error, sizeof(client_error), "query timeout: no response within %d ms "
+                 "(clients.query_timeout_ms)", qmux.config->query_timeout_ms);
+        upconn_fail(conn, reason, client_error);
     } else if (conn->state == UPCONN_CONNECTING || conn->state == UPCONN_LOGIN) {
         char reason[128];
 
@@ -410,13 +458,20 @@ void upconn_connect(struct upconn *conn)
     }
 }
 
-static void take_message(struct client *client, struct evbuffer *to)
+static void take_message(struct upconn *conn, struct client *client)
 {
     struct evbuffer *input = bufferevent_get_input(client->bev);
 
-    move_bytes(input, to, client->head.length);
+    move_bytes(input, bufferevent_get_output(conn->bev), client->head.length);
+    conn->output_appended += client->head.length;
     client->bytes_in += client->head.length;
     client->head_parsed = 0;
+}
+
+static void arm_busy_timer(struct upconn *conn, int ms)
+{
+    if (ms > 0)
+        arm_timer(conn, ms);
 }
 
 void upconn_send_request(struct upconn *conn, struct client *client)
@@ -426,8 +481,11 @@ void upconn_send_request(struct upconn *conn, struct client *client)
     conn->client_gone = 0;
     conn->relayed_any = 0;
     conn->deferred_error = NULL;
+    conn->request_offset = conn->output_appended;
+    conn->request_length = client->head.length;
 
-    take_message(client, bufferevent_get_output(conn->bev));
+    take_message(conn, client);
+    arm_busy_timer(conn, qmux.config->query_timeout_ms);
 
     /* The client sends nothing more until this is answered, and kdb+ reads its earlier
      * async messages on this connection first: the pin has done its job. */
@@ -438,7 +496,21 @@ void upconn_send_request(struct upconn *conn, struct client *client)
 
 void upconn_forward(struct upconn *conn, struct client *client)
 {
-    take_message(client, bufferevent_get_output(conn->bev));
+    take_message(conn, client);
+}
+
+void upconn_check_health(struct upconn *conn)
+{
+    upconn_set_state(conn, UPCONN_BUSY);
+    conn->client = NULL;
+    conn->health_check = 1;
+    conn->relayed_any = 0;
+    conn->deferred_error = NULL;
+    conn->request_offset = conn->output_appended;
+    send_query_upstream(conn, qmux.config->health_check_query);
+    conn->request_length = conn->output_appended - conn->request_offset;
+    arm_busy_timer(conn, qmux.config->health_check_timeout_ms);
+    ulog_debug(conn, "health check sent after %d ms idle", qmux.config->health_check_interval_ms);
 }
 
 int upconn_output_full(const struct upconn *conn)
@@ -501,7 +573,7 @@ static void log_loss(struct upconn *conn, const char *reason, int was_logged_in)
 {
     if (was_logged_in) {
         gettimeofday(&conn->down_since, NULL);
-        ulog_warn(conn, "connection lost: %s; reconnecting", reason);
+        ulog_warn(conn, "connection closed: %s; reconnecting", reason);
     } else if (conn->failures == 0) {
         if (!conn->ever_connected)
             gettimeofday(&conn->down_since, NULL);
@@ -513,17 +585,51 @@ static void log_loss(struct upconn *conn, const char *reason, int was_logged_in)
 }
 
 /* Answers or closes the client whose request was in flight on a lost connection. */
-static void fail_client_in_flight(struct client *client, int relayed_any)
+static void fail_client_in_flight(struct client *client, int relayed_any, const char *error)
 {
     client->serving = NULL;
     client->nested_open = 0;
-    if (relayed_any)
-        client_close(client, "upstream connection lost while relaying its response");
-    else
-        client_fail_request(client, "upstream connection lost");
+    if (relayed_any) {
+        char reason[200];
+
+        snprintf(reason, sizeof(reason), "%s while its response was being relayed", error);
+        client_close(client, reason);
+    } else {
+        client_fail_request(client, error);
+    }
+}
+
+/*
+ * Takes the request in flight back out of the output buffer when not one of its bytes
+ * was written, so it can go to another connection: kdb+ cannot have seen it. Returns 1
+ * when the request was handed back to its client.
+ */
+static int take_back_unsent_request(struct upconn *conn, struct client *client)
+{
+    struct evbuffer *output = bufferevent_get_output(conn->bev);
+    uint64_t written = conn->output_appended - evbuffer_get_length(output);
+
+    if (written > conn->request_offset)
+        return 0;
+
+    /* Bytes queued before the request (other clients' async messages) were not sent
+     * either; they are dropped with the connection. */
+    evbuffer_drain(output, (size_t)(conn->request_offset - written));
+    struct evbuffer *request = evbuffer_new();
+    if (request == NULL)
+        return 0;
+    move_bytes(output, request, conn->request_length);
+    client_requeue(client, request);
+    evbuffer_free(request);
+    return 1;
 }
 
 void upconn_close(struct upconn *conn, const char *reason)
+{
+    upconn_fail(conn, reason, "upstream connection lost");
+}
+
+void upconn_fail(struct upconn *conn, const char *reason, const char *client_error)
 {
     if (conn->state == UPCONN_DOWN)
         return;
@@ -531,10 +637,20 @@ void upconn_close(struct upconn *conn, const char *reason)
     int was_logged_in = conn->state == UPCONN_IDLE || conn->state == UPCONN_BUSY;
     struct client *client = conn->state == UPCONN_BUSY ? conn->client : NULL;
     int relayed_any = conn->relayed_any;
+    int requeued = 0;
 
     log_loss(conn, reason, was_logged_in);
     snprintf(conn->last_error, sizeof(conn->last_error), "%s", reason);
 
+    if (client != NULL && conn->bev != NULL && !relayed_any)
+        requeued = take_back_unsent_request(conn, client);
+    if (requeued)
+        ulog_info(conn, "request of client %" PRIu64 " was not sent yet; it goes to another "
+                  "connection", client->id);
+
+    if (conn->timer != NULL)
+        evtimer_del(conn->timer);
+    conn->health_check = 0;
     if (conn->bev != NULL) {
         bufferevent_free(conn->bev);
         conn->bev = NULL;
@@ -551,8 +667,8 @@ void upconn_close(struct upconn *conn, const char *reason)
         arm_timer(conn, backoff_ms(conn));
 
     pool_conn_lost(qmux.pool, conn);
-    if (client != NULL)
-        fail_client_in_flight(client, relayed_any);
+    if (client != NULL && !requeued)
+        fail_client_in_flight(client, relayed_any, client_error);
 }
 
 void upconn_destroy(struct upconn *conn)

@@ -60,7 +60,15 @@ struct upconn {
     struct request_queue write_waiters;    /* clients whose async message waits for the
                                               output buffer to drain */
 
-    struct event *timer;            /* reconnect backoff, or connect/login timeout */
+    /* Bytes ever appended to the output buffer, and where the request in flight starts
+     * in that count: a request none of whose bytes left the buffer can be retried. */
+    uint64_t output_appended;
+    uint64_t request_offset;
+    uint64_t request_length;
+    int health_check;               /* BUSY with qmux's own health-check query */
+
+    struct event *timer;            /* reconnect backoff, connect/login timeout, or the
+                                       query or health-check timeout while BUSY */
     int failures;                   /* consecutive failed attempts */
     int ever_connected;
     struct timeval down_since;
@@ -104,9 +112,17 @@ void upconn_client_left(struct upconn *conn, struct client *client);
 /* Resumes reading after the client's output buffer drained below the low watermark. */
 void upconn_resume(struct upconn *conn);
 
-/* The one close path: logs the reason, fails or closes the client in flight, hands
- * waiting clients back to the pool and schedules a reconnect. */
+/* The one close path: logs the reason, answers the client in flight with
+ * 'upstream connection lost' (or closes it when part of its response was relayed, or
+ * re-queues its request when none of it was sent), hands waiting clients back to the
+ * pool and schedules a reconnect. */
 void upconn_close(struct upconn *conn, const char *reason);
+
+/* As upconn_close, with client_error as the kdb+ error for the client in flight. */
+void upconn_fail(struct upconn *conn, const char *reason, const char *client_error);
+
+/* Sends pool.health_check_query on an idle connection (taken out of the idle list). */
+void upconn_check_health(struct upconn *conn);
 
 /* Releases conn's resources without reconnecting (shutdown). */
 void upconn_destroy(struct upconn *conn);

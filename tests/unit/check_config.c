@@ -68,6 +68,10 @@ START_TEST(test_minimal_gets_defaults)
     ck_assert_int_eq(config->reconnect_min_ms, 100);
     ck_assert_int_eq(config->reconnect_max_ms, 10000);
     ck_assert_int_eq(config->connect_timeout_ms, 5000);
+    ck_assert_int_eq(config->unavailable_wait_ms, 1000);
+    ck_assert_int_eq(config->health_check_interval_ms, 30000);
+    ck_assert_int_eq(config->health_check_timeout_ms, 5000);
+    ck_assert_str_eq(config->health_check_query, "::");
     ck_assert_int_eq(config->upstream_count, 1);
     ck_assert_str_eq(config->upstreams[0].host, "127.0.0.1");
     ck_assert_int_eq(config->upstreams[0].port, 5001);
@@ -75,6 +79,11 @@ START_TEST(test_minimal_gets_defaults)
     ck_assert_str_eq(config->upstreams[0].password, "");
     ck_assert_int_eq(config->max_clients, 10000);
     ck_assert_int_eq(config->handshake_timeout_ms, 10000);
+    ck_assert_int_eq(config->idle_timeout_ms, 0);
+    ck_assert_int_eq(config->query_timeout_ms, 0);
+    ck_assert_int_eq(config->queue_timeout_ms, 0);
+    ck_assert_int_eq(config->max_queue, 10000);
+    ck_assert_int_eq(config->send_timeout_ms, 60000);
     ck_assert_uint_eq(config->max_message_size, 256u * 1024 * 1024);
     ck_assert_uint_eq(config->output_high_watermark, 1024u * 1024);
     ck_assert_uint_eq(config->output_low_watermark, 256u * 1024);
@@ -97,6 +106,10 @@ START_TEST(test_full_sets_every_key)
     ck_assert_int_eq(config->reconnect_min_ms, 50);
     ck_assert_int_eq(config->reconnect_max_ms, 20000);
     ck_assert_int_eq(config->connect_timeout_ms, 2000);
+    ck_assert_int_eq(config->unavailable_wait_ms, 250);
+    ck_assert_int_eq(config->health_check_interval_ms, 0);
+    ck_assert_int_eq(config->health_check_timeout_ms, 700);
+    ck_assert_str_eq(config->health_check_query, "1b");
     ck_assert_int_eq(config->upstream_count, 2);
     ck_assert_str_eq(config->upstreams[0].host, "127.0.0.1");
     ck_assert_int_eq(config->upstreams[0].port, 5001);
@@ -108,6 +121,11 @@ START_TEST(test_full_sets_every_key)
     ck_assert_str_eq(config->upstreams[1].password, "");
     ck_assert_int_eq(config->max_clients, 500);
     ck_assert_int_eq(config->handshake_timeout_ms, 0);
+    ck_assert_int_eq(config->idle_timeout_ms, 90000);
+    ck_assert_int_eq(config->query_timeout_ms, 30000);
+    ck_assert_int_eq(config->queue_timeout_ms, 15000);
+    ck_assert_int_eq(config->max_queue, 77);
+    ck_assert_int_eq(config->send_timeout_ms, 0);
     /* Written as 1099511627776L: the 64-bit form reaches the 1 TiB maximum. */
     ck_assert_uint_eq(config->max_message_size, 1099511627776ull);
     ck_assert_uint_eq(config->output_high_watermark, 2097152);
@@ -277,9 +295,12 @@ START_TEST(test_known_keys_listed)
     static const char *const expected[] = {
         "listen.address", "listen.port", "listen.backlog",
         "pool.size", "pool.capability", "pool.reconnect_min_ms", "pool.reconnect_max_ms",
-        "pool.connect_timeout_ms",
+        "pool.connect_timeout_ms", "pool.unavailable_wait_ms", "pool.health_check_interval_ms",
+        "pool.health_check_timeout_ms", "pool.health_check_query",
         "upstreams.host", "upstreams.port", "upstreams.user", "upstreams.password",
-        "clients.max_clients", "clients.handshake_timeout_ms", "clients.max_message_size",
+        "clients.max_clients", "clients.handshake_timeout_ms", "clients.idle_timeout_ms",
+        "clients.query_timeout_ms", "clients.queue_timeout_ms", "clients.max_queue",
+        "clients.send_timeout_ms", "clients.max_message_size",
         "clients.output_high_watermark", "clients.output_low_watermark",
         "clients.input_buffer",
         "log.level",

@@ -10,6 +10,7 @@ Suite *ipc_suite(void);
 Suite *config_suite(void);
 Suite *compress_suite(void);
 Suite *qenc_suite(void);
+Suite *qdec_suite(void);
 
 /* Returns the path of the shared serialization samples folder, or NULL (after printing a
  * SKIP line naming the path that was tried) when it is absent. */
