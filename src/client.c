@@ -159,17 +159,19 @@ void client_fail_request(struct client *client, const char *text)
     client_process_input(client);
 }
 
-void client_requeue(struct client *client, struct evbuffer *request)
+int client_requeue(struct client *client, struct evbuffer *request)
 {
     size_t length = evbuffer_get_length(request);
 
-    evbuffer_prepend_buffer(bufferevent_get_input(client->bev), request);
+    if (evbuffer_prepend_buffer(bufferevent_get_input(client->bev), request) != 0)
+        return -1;
     client->bytes_in -= length;
     client->requests--;
     client->head_parsed = 0;
     client->serving = NULL;
     set_state(client, CLIENT_QUEUED);
     queue_push_front(&qmux.pool->queue, client);
+    return 0;
 }
 
 void client_reject_head(struct client *client, const char *text)

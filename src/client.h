@@ -90,8 +90,9 @@ void client_request_done(struct client *client);
 void client_fail_request(struct client *client, const char *text);
 
 /* Puts a request taken back from an upstream connection that never sent it in front of
- * the client's input, and queues the client first in the shared queue. */
-void client_requeue(struct client *client, struct evbuffer *request);
+ * the client's input, and queues the client first in the shared queue. Returns 0, or -1
+ * (nothing changed) when the bytes cannot be put back. */
+int client_requeue(struct client *client, struct evbuffer *request);
 
 /* Answers the head message of the client with the kdb+ error text (a sync request) or
  * drops it with a log line (an async one) and makes the client IDLE. */

@@ -612,16 +612,20 @@ static int take_back_unsent_request(struct upconn *conn, struct client *client)
     if (written > conn->request_offset)
         return 0;
 
-    /* Bytes queued before the request (other clients' async messages) were not sent
-     * either; they are dropped with the connection. */
+    /* A socket bufferevent freezes the front of its output buffer; this one is about to
+     * be freed, so taking bytes from the front is safe. Bytes queued before the request
+     * (other clients' async messages) were not sent either; they are dropped with the
+     * connection. */
+    evbuffer_unfreeze(output, 1);
     evbuffer_drain(output, (size_t)(conn->request_offset - written));
     struct evbuffer *request = evbuffer_new();
     if (request == NULL)
         return 0;
     move_bytes(output, request, conn->request_length);
-    client_requeue(client, request);
+    int requeued = evbuffer_get_length(request) == conn->request_length &&
+                   client_requeue(client, request) == 0;
     evbuffer_free(request);
-    return 1;
+    return requeued;
 }
 
 void upconn_close(struct upconn *conn, const char *reason)

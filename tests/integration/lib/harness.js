@@ -215,7 +215,15 @@ async function startUpstream({ port = 0, args = [], user = UPSTREAM_USER, passwo
   throw lastError;
 }
 
-// Returns the text of a qmux configuration file.
+// Writes { key: value } as libconfig settings: strings quoted, numbers as they are.
+function settingsText(settings = {}) {
+  return Object.entries(settings)
+    .map(([key, value]) => `${key} = ${typeof value === 'string' ? `"${value}"` : value};`)
+    .join(' ');
+}
+
+// Returns the text of a qmux configuration file. options.pool and options.clients add
+// settings to those groups; options.upstreamPorts lists several upstreams.
 function qmuxConfigText(options) {
   const o = {
     poolSize: 4,
@@ -230,13 +238,16 @@ function qmuxConfigText(options) {
     password: UPSTREAM_PASSWORD,
     ...options,
   };
+  const upstreamPorts = o.upstreamPorts || [o.upstreamPort];
   return [
     `listen = { address = "${HOST}"; port = ${o.listenPort}; };`,
     `pool = { size = ${o.poolSize}; reconnect_min_ms = ${o.reconnectMinMs}; ` +
-      `reconnect_max_ms = ${o.reconnectMaxMs}; connect_timeout_ms = ${o.connectTimeoutMs}; };`,
-    `upstreams = ( { host = "${HOST}"; port = ${o.upstreamPort}; user = "${o.user}"; password = "${o.password}"; } );`,
+      `reconnect_max_ms = ${o.reconnectMaxMs}; connect_timeout_ms = ${o.connectTimeoutMs}; ` +
+      `${settingsText(o.pool)} };`,
+    `upstreams = ( ${upstreamPorts.map((port) =>
+      `{ host = "${HOST}"; port = ${port}; user = "${o.user}"; password = "${o.password}"; }`).join(', ')} );`,
     `clients = { max_message_size = ${o.maxMessageSize}; output_high_watermark = ${o.highWatermark}; ` +
-      `output_low_watermark = ${o.lowWatermark}; };`,
+      `output_low_watermark = ${o.lowWatermark}; ${settingsText(o.clients)} };`,
     `log = { level = "${o.logLevel}"; };`,
     '',
   ].join('\n');
@@ -298,7 +309,8 @@ class TestEnvironment {
   }
 
   async startQmux(options = {}) {
-    this.qmux = this.track(await startQmux({ tmpDir: this.tmpDir, upstreamPort: this.upstream.port, ...options }));
+    const upstreamPort = this.upstream ? this.upstream.port : undefined;
+    this.qmux = this.track(await startQmux({ tmpDir: this.tmpDir, upstreamPort, ...options }));
     return this.qmux;
   }
 
