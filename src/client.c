@@ -441,6 +441,40 @@ static void set_send_timeout(struct client *client)
         bufferevent_set_timeouts(client->bev, NULL, &timeout);
 }
 
+/* Returns 1 when the peer is on this host: a loopback address, or the address the
+ * connection arrived on. kdb+ (4.1 and later) treats such peers as local and never
+ * compresses for them. */
+static int peer_is_local(evutil_socket_t fd, const struct sockaddr *peer)
+{
+    struct sockaddr_storage own;
+    socklen_t own_length = sizeof(own);
+
+    if (peer->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)peer;
+
+        if ((ntohl(in->sin_addr.s_addr) >> 24) == 127)
+            return 1;
+    } else if (peer->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)peer;
+
+        if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
+            return 1;
+        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && in6->sin6_addr.s6_addr[12] == 127)
+            return 1;
+    } else {
+        return 1;   /* a Unix domain socket */
+    }
+
+    if (getsockname(fd, (struct sockaddr *)&own, &own_length) != 0 ||
+        own.ss_family != peer->sa_family)
+        return 0;
+    if (peer->sa_family == AF_INET)
+        return ((const struct sockaddr_in *)&own)->sin_addr.s_addr ==
+               ((const struct sockaddr_in *)peer)->sin_addr.s_addr;
+    return memcmp(&((const struct sockaddr_in6 *)&own)->sin6_addr,
+                  &((const struct sockaddr_in6 *)peer)->sin6_addr, sizeof(struct in6_addr)) == 0;
+}
+
 static void format_peer(const struct sockaddr *address, socklen_t length, char *out, size_t size)
 {
     char host[48];   /* INET6_ADDRSTRLEN */
@@ -494,6 +528,7 @@ static void accept_cb(struct evconnlistener *listener, evutil_socket_t fd,
     }
     client->id = qmux_next_id();
     snprintf(client->peer, sizeof(client->peer), "%s", peer);
+    client->local = peer_is_local(fd, address);
     gettimeofday(&client->connected_at, NULL);
     client->state = CLIENT_HANDSHAKE;
     TAILQ_INSERT_TAIL(&qmux.clients, client, list_link);

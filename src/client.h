@@ -42,6 +42,8 @@ struct client {
     struct bufferevent *bev;
     enum client_state state;
     int capability;                 /* agreed in the handshake */
+    int local;                      /* peer on loopback or this host: kdb+ never compresses
+                                       for such a peer */
     struct timeval connected_at;
 
     /* The message at the head of the input buffer, once its header has been read. */

@@ -29,7 +29,7 @@ enum setting_type {
     SETTING_U64,        /* uint64_t field, a size in bytes */
     SETTING_SIZE,       /* size_t field, a size in bytes */
     SETTING_STRING,     /* char * field, owned by the config */
-    SETTING_LOG_LEVEL,  /* int field holding an enum log_level, written as a string */
+    SETTING_ENUM,       /* int field holding the index of one of setting->names */
 };
 
 /* Struct that contains the field of a setting: struct config, or each struct config_upstream. */
@@ -50,13 +50,29 @@ struct setting {
     size_t offset;                 /* of the field in struct config or struct config_upstream */
     unsigned flags;
     long long default_number;      /* for numeric types */
-    const char *default_string;    /* for SETTING_STRING and SETTING_LOG_LEVEL */
+    const char *default_string;    /* for SETTING_STRING and SETTING_ENUM */
     long long min, max;            /* inclusive range for numeric types */
     const char *description;       /* completes "set it to the ..." in messages */
+    const char *const *names;      /* SETTING_ENUM: allowed values, NULL-terminated */
 };
 
 #define CONFIG_FIELD(field) SCOPE_CONFIG, offsetof(struct config, field)
 #define UPSTREAM_FIELD(field) SCOPE_UPSTREAM, offsetof(struct config_upstream, field)
+
+static const char *const log_level_names[] = {
+    [LOG_LEVEL_ERROR] = "error",
+    [LOG_LEVEL_WARN] = "warn",
+    [LOG_LEVEL_INFO] = "info",
+    [LOG_LEVEL_DEBUG] = "debug",
+    NULL,
+};
+
+static const char *const compression_names[] = {
+    [COMPRESSION_NEVER] = "never",
+    [COMPRESSION_AUTO] = "auto",
+    [COMPRESSION_ALWAYS] = "always",
+    NULL,
+};
 
 /*
  * Every setting qmux reads. Keep defaults and ranges in step with the comments in config.h,
@@ -65,85 +81,84 @@ struct setting {
  */
 static const struct setting settings[] = {
     { "listen.address", SETTING_STRING, CONFIG_FIELD(listen_address), SETTING_NONEMPTY,
-      0, "127.0.0.1", 0, 0, "address qmux accepts clients on" },
+      0, "127.0.0.1", 0, 0, "address qmux accepts clients on", NULL },
     { "listen.port", SETTING_INT, CONFIG_FIELD(listen_port), SETTING_REQUIRED,
-      0, NULL, 1, 65535, "TCP port qmux accepts clients on" },
+      0, NULL, 1, 65535, "TCP port qmux accepts clients on", NULL },
     { "listen.backlog", SETTING_INT, CONFIG_FIELD(listen_backlog), 0,
-      511, NULL, 1, 65535, "listen(2) backlog" },
+      511, NULL, 1, 65535, "listen(2) backlog", NULL },
 
     { "pool.size", SETTING_INT, CONFIG_FIELD(pool_size), 0,
-      4, NULL, 1, 1024, "connections qmux keeps open to each upstream" },
+      4, NULL, 1, 1024, "connections qmux keeps open to each upstream", NULL },
     { "pool.capability", SETTING_INT, CONFIG_FIELD(pool_capability), 0,
-      6, NULL, 1, 6, "kdb+ IPC capability byte qmux sends in the upstream handshake" },
+      6, NULL, 1, 6, "kdb+ IPC capability byte qmux sends in the upstream handshake", NULL },
     { "pool.reconnect_min_ms", SETTING_INT, CONFIG_FIELD(reconnect_min_ms), 0,
-      100, NULL, 1, 600000, "first delay before reconnecting to an upstream, ms" },
+      100, NULL, 1, 600000, "first delay before reconnecting to an upstream, ms", NULL },
     { "pool.reconnect_max_ms", SETTING_INT, CONFIG_FIELD(reconnect_max_ms), 0,
-      10000, NULL, 1, 3600000, "largest reconnect delay after exponential backoff, ms" },
+      10000, NULL, 1, 3600000, "largest reconnect delay after exponential backoff, ms", NULL },
     { "pool.connect_timeout_ms", SETTING_INT, CONFIG_FIELD(connect_timeout_ms), 0,
-      5000, NULL, 1, 600000, "time allowed for an upstream connect plus handshake, ms" },
+      5000, NULL, 1, 600000, "time allowed for an upstream connect plus handshake, ms", NULL },
     { "pool.unavailable_wait_ms", SETTING_INT, CONFIG_FIELD(unavailable_wait_ms), 0,
       1000, NULL, 0, 3600000,
-      "longest time a request waits while no upstream connection is logged in, ms" },
+      "longest time a request waits while no upstream connection is logged in, ms", NULL },
     { "pool.health_check_interval_ms", SETTING_INT, CONFIG_FIELD(health_check_interval_ms), 0,
       30000, NULL, 0, 86400000,
-      "idle time after which a connection gets a health-check query, ms; 0 is off" },
+      "idle time after which a connection gets a health-check query, ms; 0 is off", NULL },
     { "pool.health_check_timeout_ms", SETTING_INT, CONFIG_FIELD(health_check_timeout_ms), 0,
-      5000, NULL, 1, 600000, "time allowed for the answer to a health-check query, ms" },
+      5000, NULL, 1, 600000, "time allowed for the answer to a health-check query, ms", NULL },
     { "pool.health_check_query", SETTING_STRING, CONFIG_FIELD(health_check_query),
-      SETTING_NONEMPTY, 0, "::", 0, 0, "q expression sent as the health-check query" },
+      SETTING_NONEMPTY, 0, "::", 0, 0, "q expression sent as the health-check query", NULL },
 
     { "upstreams.host", SETTING_STRING, UPSTREAM_FIELD(host),
       SETTING_REQUIRED | SETTING_NONEMPTY,
-      0, NULL, 0, 0, "host name or address of the kdb+ process" },
+      0, NULL, 0, 0, "host name or address of the kdb+ process", NULL },
     { "upstreams.port", SETTING_INT, UPSTREAM_FIELD(port), SETTING_REQUIRED,
-      0, NULL, 1, 65535, "TCP port of the kdb+ process" },
+      0, NULL, 1, 65535, "TCP port of the kdb+ process", NULL },
     { "upstreams.user", SETTING_STRING, UPSTREAM_FIELD(user), 0,
-      0, "", 0, 0, "user name sent in the kdb+ handshake" },
+      0, "", 0, 0, "user name sent in the kdb+ handshake", NULL },
     { "upstreams.password", SETTING_STRING, UPSTREAM_FIELD(password), 0,
-      0, "", 0, 0, "password sent in the kdb+ handshake" },
+      0, "", 0, 0, "password sent in the kdb+ handshake", NULL },
 
     { "clients.max_clients", SETTING_INT, CONFIG_FIELD(max_clients), 0,
-      10000, NULL, 1, 1000000, "maximum number of client connections open at once" },
+      10000, NULL, 1, 1000000, "maximum number of client connections open at once", NULL },
     { "clients.handshake_timeout_ms", SETTING_INT, CONFIG_FIELD(handshake_timeout_ms), 0,
-      10000, NULL, 0, 3600000, "time a client has to finish its handshake, ms; 0 is off" },
+      10000, NULL, 0, 3600000, "time a client has to finish its handshake, ms; 0 is off", NULL },
     { "clients.idle_timeout_ms", SETTING_INT, CONFIG_FIELD(idle_timeout_ms), 0,
       0, NULL, 0, 86400000,
-      "time a client may stay connected without a request, ms; 0 is off" },
+      "time a client may stay connected without a request, ms; 0 is off", NULL },
     { "clients.query_timeout_ms", SETTING_INT, CONFIG_FIELD(query_timeout_ms), 0,
       0, NULL, 0, 86400000,
-      "time allowed for the upstream to answer a request, ms; 0 is off" },
+      "time allowed for the upstream to answer a request, ms; 0 is off", NULL },
     { "clients.queue_timeout_ms", SETTING_INT, CONFIG_FIELD(queue_timeout_ms), 0,
       0, NULL, 0, 86400000,
-      "time a request may wait for an upstream connection, ms; 0 is off" },
+      "time a request may wait for an upstream connection, ms; 0 is off", NULL },
     { "clients.max_queue", SETTING_INT, CONFIG_FIELD(max_queue), 0,
-      10000, NULL, 1, 1000000, "maximum number of requests waiting in the queue" },
+      10000, NULL, 1, 1000000, "maximum number of requests waiting in the queue", NULL },
     { "clients.send_timeout_ms", SETTING_INT, CONFIG_FIELD(send_timeout_ms), 0,
       60000, NULL, 0, 86400000,
-      "time a client's pending output may make no progress before it is closed, ms; 0 is off" },
+      "time a client's pending output may make no progress before it is closed, ms; 0 is off", NULL },
+    { "clients.compression", SETTING_ENUM, CONFIG_FIELD(compression), 0,
+      0, "auto", 0, 0, "when qmux compresses responses for clients", compression_names },
+    { "clients.compression_max_size", SETTING_U64, CONFIG_FIELD(compression_max_size), 0,
+      64 * MIB, NULL, 2 * KIB, 4 * GIB,
+      "largest response qmux compresses or decompresses for a client, bytes", NULL },
     { "clients.max_message_size", SETTING_U64, CONFIG_FIELD(max_message_size), 0,
-      256 * MIB, NULL, 1 * KIB, 1 * TIB, "largest client message accepted, bytes" },
+      256 * MIB, NULL, 1 * KIB, 1 * TIB, "largest client message accepted, bytes", NULL },
     { "clients.output_high_watermark", SETTING_SIZE, CONFIG_FIELD(output_high_watermark), 0,
       1 * MIB, NULL, 4 * KIB, 1 * GIB,
-      "client output bytes at which qmux stops reading the upstream" },
+      "client output bytes at which qmux stops reading the upstream", NULL },
     { "clients.output_low_watermark", SETTING_SIZE, CONFIG_FIELD(output_low_watermark), 0,
       256 * KIB, NULL, 0, 1 * GIB,
-      "client output bytes below which qmux resumes reading the upstream" },
+      "client output bytes below which qmux resumes reading the upstream", NULL },
     { "clients.input_buffer", SETTING_SIZE, CONFIG_FIELD(input_buffer), 0,
       64 * KIB, NULL, 1 * KIB, 64 * MIB,
-      "client bytes read ahead while a request is in flight" },
+      "client bytes read ahead while a request is in flight", NULL },
 
-    { "log.level", SETTING_LOG_LEVEL, CONFIG_FIELD(log_level), 0,
-      0, "info", 0, 0, "error, warn, info or debug" },
+    { "log.level", SETTING_ENUM, CONFIG_FIELD(log_level), 0,
+      0, "info", 0, 0, "error, warn, info or debug", log_level_names },
 };
 
 #define SETTING_COUNT ARRAY_SIZE(settings)
 
-static const char *const log_level_names[] = {
-    [LOG_LEVEL_ERROR] = "error",
-    [LOG_LEVEL_WARN] = "warn",
-    [LOG_LEVEL_INFO] = "info",
-    [LOG_LEVEL_DEBUG] = "debug",
-};
 
 /* State of one config_load call. */
 struct loader {
@@ -379,7 +394,7 @@ const char *const *config_known_keys(void)
 
 const char *config_log_level_name(int level)
 {
-    if (level < 0 || (size_t)level >= ARRAY_SIZE(log_level_names))
+    if (level < 0 || (size_t)level >= ARRAY_SIZE(log_level_names) - 1)
         return "unknown";
     return log_level_names[level];
 }
@@ -526,7 +541,7 @@ static bool extract_number(struct loader *loader, const struct setting *setting,
 
     switch (setting->type) {
     case SETTING_INT:
-    case SETTING_LOG_LEVEL:
+    case SETTING_ENUM:
         *(int *)field = (int)number;
         break;
     case SETTING_U64:
@@ -569,26 +584,38 @@ static bool extract_string(struct loader *loader, const struct setting *setting,
     return true;
 }
 
-static bool extract_log_level(struct loader *loader, const config_setting_t *value,
-                              const char *key, void *field)
+/* Writes the allowed values of an enum setting as "\"a\", \"b\", \"c\"". */
+static void format_names(const char *const *names, char *out, size_t size)
+{
+    size_t used = 0;
+
+    out[0] = '\0';
+    for (size_t i = 0; names[i] != NULL && used < size; i++)
+        used += (size_t)snprintf(out + used, size - used, "%s\"%s\"", i > 0 ? ", " : "",
+                                 names[i]);
+}
+
+static bool extract_enum(struct loader *loader, const struct setting *setting,
+                         const config_setting_t *value, const char *key, void *field)
 {
     int type = config_setting_type(value);
+    char allowed[160];
 
+    format_names(setting->names, allowed, sizeof(allowed));
     if (type != CONFIG_TYPE_STRING) {
-        report(loader, value, "%s must be a string, but it is %s; use one of \"error\", "
-               "\"warn\", \"info\", \"debug\"", key, type_name(type));
+        report(loader, value, "%s must be a string, but it is %s; use one of %s", key,
+               type_name(type), allowed);
         return false;
     }
 
     const char *text = config_setting_get_string(value);
-    for (size_t i = 0; i < ARRAY_SIZE(log_level_names); i++) {
-        if (strcmp(text, log_level_names[i]) == 0) {
+    for (size_t i = 0; setting->names[i] != NULL; i++) {
+        if (strcmp(text, setting->names[i]) == 0) {
             *(int *)field = (int)i;
             return true;
         }
     }
-    report(loader, value, "%s = \"%s\" is invalid; allowed \"error\", \"warn\", \"info\", "
-           "\"debug\"", key, text);
+    report(loader, value, "%s = \"%s\" is invalid; allowed %s", key, text, allowed);
     return false;
 }
 
@@ -603,8 +630,8 @@ static bool extract_setting(struct loader *loader, const struct setting *setting
         return extract_number(loader, setting, value, key, field);
     case SETTING_STRING:
         return extract_string(loader, setting, value, key, field);
-    case SETTING_LOG_LEVEL:
-        return extract_log_level(loader, value, key, field);
+    case SETTING_ENUM:
+        return extract_enum(loader, setting, value, key, field);
     }
     return false;
 }
@@ -627,9 +654,9 @@ static bool apply_default(const struct setting *setting, void *field)
             return true;
         *(char **)field = strdup(setting->default_string);
         return *(char **)field != NULL;
-    case SETTING_LOG_LEVEL:
-        for (size_t i = 0; i < ARRAY_SIZE(log_level_names); i++) {
-            if (strcmp(setting->default_string, log_level_names[i]) == 0)
+    case SETTING_ENUM:
+        for (size_t i = 0; setting->names[i] != NULL; i++) {
+            if (strcmp(setting->default_string, setting->names[i]) == 0)
                 *(int *)field = (int)i;
         }
         return true;

@@ -20,6 +20,12 @@ enum log_level {
     LOG_LEVEL_DEBUG,
 };
 
+enum compression_mode {
+    COMPRESSION_NEVER = 0,   /* relay responses as the upstream sent them */
+    COMPRESSION_AUTO,        /* kdb+'s rule: compress for clients on another host */
+    COMPRESSION_ALWAYS,      /* as auto, for every client that can read compression */
+};
+
 struct config_upstream {
     char *host;            /* host name or numeric address */
     int port;              /* 1..65535 */
@@ -64,6 +70,9 @@ struct config {
     int max_queue;                   /* requests waiting at once; default 10000, 1..1000000 */
     int send_timeout_ms;             /* close a client whose output makes no progress this
                                         long; default 60000, 0 (off)..86400000 */
+    int compression;                 /* enum compression_mode; default auto */
+    uint64_t compression_max_size;   /* largest response compressed or decompressed for a
+                                        client; default 64 MiB, 2 KiB..4 GiB */
     uint64_t max_message_size;       /* largest client request, bytes; default 256 MiB,
                                         1 KiB..1 TiB */
     size_t output_high_watermark;    /* stop reading the upstream when the client's output

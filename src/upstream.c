@@ -16,6 +16,7 @@
 #include <event2/event.h>
 
 #include "client.h"
+#include "convert.h"
 #include "ipc.h"
 #include "log.h"
 #include "pool.h"
@@ -184,6 +185,46 @@ static int read_login_reply(struct upconn *conn)
     return 1;
 }
 
+/* Sets conn->convert for the message about to be relayed to client; a message too large
+ * to convert is streamed as it is when that is safe, or answered with 'limit. */
+static void choose_conversion(struct upconn *conn, struct client *client,
+                              const struct ipc_header *header)
+{
+    uint64_t limit = qmux.config->compression_max_size;
+
+    conn->convert = convert_needed(client, header);
+    if (conn->convert == CONVERT_NONE || header->length <= limit)
+        return;
+
+    if (conn->convert == CONVERT_COMPRESS) {
+        conn->convert = CONVERT_NONE;
+        return;
+    }
+    conn->convert = CONVERT_NONE;
+    conn->discarding = 1;
+    snprintf(conn->error_text, sizeof(conn->error_text), "limit: compressed response of %"
+             PRIu64 " bytes is over clients.compression_max_size (%" PRIu64 "); connect with "
+             "capability 1 or more to receive it compressed", header->length, limit);
+    conn->deferred_error = conn->error_text;
+}
+
+/* Converts the collected message into the client's output. */
+static void finish_conversion(struct upconn *conn, struct client *client)
+{
+    struct evbuffer *output = bufferevent_get_output(client->bev);
+    uint64_t sent = convert_message(conn->convert, conn->collected, output, conn->error_text,
+                                    sizeof(conn->error_text));
+
+    conn->convert = CONVERT_NONE;
+    if (sent == 0) {
+        clog_warn(client, "cannot convert a response: %s", conn->error_text);
+        conn->deferred_error = conn->error_text;
+        return;
+    }
+    client->bytes_out += sent;
+    conn->relayed_any = 1;
+}
+
 /* Decides where the message whose header is at the front of the input goes. Returns 0
  * when conn was closed. */
 static int begin_message(struct upconn *conn)
@@ -220,12 +261,10 @@ static int begin_message(struct upconn *conn)
         conn->deferred_error = "limit";
         clog_warn(client, "response of %" PRIu64 " bytes needs capability 5 or more, client "
                   "agreed %d; sending 'limit", header.length, client->capability);
-    } else if (header.compressed && client->capability == 0) {
-        /* TODO: decompress for clients that agreed capability 0 instead of failing. */
-        conn->discarding = 1;
-        conn->deferred_error = "nyi: compressed response for a client with capability 0";
-    } else if (header.type == IPC_SYNC) {
-        client->nested_open++;
+    } else {
+        choose_conversion(conn, client, &header);
+        if (header.type == IPC_SYNC && !conn->discarding)
+            client->nested_open++;
     }
     return 1;
 }
@@ -235,6 +274,13 @@ static int end_message(struct upconn *conn)
 {
     int discarded = conn->discarding;
 
+    if (conn->convert != CONVERT_NONE && !discarded && conn->client != NULL)
+        finish_conversion(conn, conn->client);
+    conn->convert = CONVERT_NONE;
+    if (conn->message_type != IPC_RESPONSE)
+        conn->deferred_error = NULL;   /* only the response can carry an error to the client */
+    if (conn->collected != NULL)
+        evbuffer_drain(conn->collected, evbuffer_get_length(conn->collected));
     conn->discarding = 0;
     if (discarded && conn->message_type == IPC_SYNC) {
         /* kdb+ blocks until its sync request is answered: answer for the missing client. */
@@ -285,6 +331,19 @@ static void pause_reading(struct upconn *conn)
     bufferevent_disable(conn->bev, EV_READ);
 }
 
+/* Adds n bytes of the message to conn->collected. Returns 0 when conn was closed. */
+static int collect(struct upconn *conn, struct evbuffer *input, uint64_t n)
+{
+    if (conn->collected == NULL)
+        conn->collected = evbuffer_new();
+    if (conn->collected == NULL) {
+        upconn_close(conn, "out of memory while collecting a response to convert");
+        return 0;
+    }
+    move_bytes(input, conn->collected, n);
+    return 1;
+}
+
 /* Frames and relays everything buffered from upstream. */
 static void relay(struct upconn *conn)
 {
@@ -304,6 +363,9 @@ static void relay(struct upconn *conn)
         struct client *client = conn->client;
         if (conn->discarding) {
             evbuffer_drain(input, (size_t)n);
+        } else if (conn->convert != CONVERT_NONE) {
+            if (!collect(conn, input, n))
+                return;
         } else {
             move_bytes(input, bufferevent_get_output(client->bev), n);
             client->bytes_out += n;
@@ -314,7 +376,8 @@ static void relay(struct upconn *conn)
         if (conn->message_remaining == 0) {
             if (!end_message(conn))
                 return;
-        } else if (!conn->discarding && output_over_watermark(client)) {
+        } else if (!conn->discarding && conn->convert == CONVERT_NONE &&
+                   output_over_watermark(client)) {
             pause_reading(conn);
         }
     }
@@ -665,6 +728,11 @@ void upconn_fail(struct upconn *conn, const char *reason, const char *client_err
     conn->read_paused = 0;
     conn->relayed_any = 0;
     conn->deferred_error = NULL;
+    conn->convert = CONVERT_NONE;
+    if (conn->collected != NULL) {
+        evbuffer_free(conn->collected);
+        conn->collected = NULL;
+    }
     upconn_set_state(conn, UPCONN_DOWN);
     conn->failures++;
     if (conn->timer != NULL)
@@ -684,6 +752,10 @@ void upconn_destroy(struct upconn *conn)
     if (conn->timer != NULL) {
         event_free(conn->timer);
         conn->timer = NULL;
+    }
+    if (conn->collected != NULL) {
+        evbuffer_free(conn->collected);
+        conn->collected = NULL;
     }
     conn->state = UPCONN_DOWN;
 }

@@ -51,6 +51,9 @@ struct upconn {
     int discarding;                 /* the current message goes nowhere */
     int relayed_any;                /* bytes for the current request reached the client */
     const char *deferred_error;     /* error sent to the client instead of this response */
+    char error_text[256];           /* storage for a formatted deferred_error */
+    int convert;                    /* enum convert_kind of the current message */
+    struct evbuffer *collected;     /* the current message, when it must be converted */
     int read_paused;                /* reading stopped until the client's output drains */
 
     TAILQ_ENTRY(upconn) idle_link;

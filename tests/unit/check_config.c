@@ -84,6 +84,8 @@ START_TEST(test_minimal_gets_defaults)
     ck_assert_int_eq(config->queue_timeout_ms, 0);
     ck_assert_int_eq(config->max_queue, 10000);
     ck_assert_int_eq(config->send_timeout_ms, 60000);
+    ck_assert_int_eq(config->compression, COMPRESSION_AUTO);
+    ck_assert_uint_eq(config->compression_max_size, 64u * 1024 * 1024);
     ck_assert_uint_eq(config->max_message_size, 256u * 1024 * 1024);
     ck_assert_uint_eq(config->output_high_watermark, 1024u * 1024);
     ck_assert_uint_eq(config->output_low_watermark, 256u * 1024);
@@ -126,6 +128,8 @@ START_TEST(test_full_sets_every_key)
     ck_assert_int_eq(config->queue_timeout_ms, 15000);
     ck_assert_int_eq(config->max_queue, 77);
     ck_assert_int_eq(config->send_timeout_ms, 0);
+    ck_assert_int_eq(config->compression, COMPRESSION_NEVER);
+    ck_assert_uint_eq(config->compression_max_size, 4096);
     /* Written as 1099511627776L: the 64-bit form reaches the 1 TiB maximum. */
     ck_assert_uint_eq(config->max_message_size, 1099511627776ull);
     ck_assert_uint_eq(config->output_high_watermark, 2097152);
@@ -300,7 +304,8 @@ START_TEST(test_known_keys_listed)
         "upstreams.host", "upstreams.port", "upstreams.user", "upstreams.password",
         "clients.max_clients", "clients.handshake_timeout_ms", "clients.idle_timeout_ms",
         "clients.query_timeout_ms", "clients.queue_timeout_ms", "clients.max_queue",
-        "clients.send_timeout_ms", "clients.max_message_size",
+        "clients.send_timeout_ms", "clients.compression", "clients.compression_max_size",
+        "clients.max_message_size",
         "clients.output_high_watermark", "clients.output_low_watermark",
         "clients.input_buffer",
         "log.level",
