@@ -33,6 +33,7 @@ cleanup() {
             kill "$pid" 2>/dev/null || true
         done
         wait 2>/dev/null || true
+        rm -rf "$workdir"
     fi
 }
 trap cleanup EXIT
@@ -127,7 +128,9 @@ echo "were done when the slowest was."
 if [ "$keep" -eq 1 ]; then
     echo
     echo "qmux (pid $qmux_pid) is still running on 127.0.0.1:5010, upstream pids ${upstream_pids[*]}."
-    echo "Connect from q with h:hopen \`:127.0.0.1:5010. Logs: $workdir"
+    echo "Connect from q with h:hopen \`:127.0.0.1:5010, or run"
+    echo "  build/qmux-client -p 5010 'til 10'"
+    echo "Logs and the generated configuration: $workdir"
     echo "Stop them with: kill $qmux_pid ${upstream_pids[*]}"
     trap - EXIT
 fi

@@ -857,9 +857,12 @@ static void validate_cross_fields(struct loader *loader)
 
     if (loader->valid[low] && loader->valid[high]
         && config->output_low_watermark >= config->output_high_watermark) {
-        report(loader, blame(loader, low, high), "clients.output_low_watermark = %zu is not "
-               "less than clients.output_high_watermark = %zu; set the low watermark below "
-               "the high one", config->output_low_watermark, config->output_high_watermark);
+        report(loader, blame(loader, low, high), "clients.output_low_watermark = %zu%s is not "
+               "less than clients.output_high_watermark = %zu%s; set the low watermark below "
+               "the high one", config->output_low_watermark,
+               loader->found[low] == NULL ? " (the default)" : "",
+               config->output_high_watermark,
+               loader->found[high] == NULL ? " (the default)" : "");
     }
 }
 
@@ -901,8 +904,16 @@ static bool parse_file(struct loader *loader, const char *path)
         snprintf(file_buffer, sizeof(file_buffer), "%s/%s", loader->include_dir, file);
         file = file_buffer;
     }
-    report_parse_error(loader, file, config_error_line(&loader->libconfig), "%s",
-                       config_error_text(&loader->libconfig));
+    const char *text = config_error_text(&loader->libconfig);
+    const char *hint = "";
+
+    if (strcmp(text, "syntax error") == 0)
+        hint = " (check that strings are in double quotes, each setting ends with ';', and "
+               "every '{' and '(' is closed)";
+    else if (strstr(text, "include") != NULL)
+        hint = " (an @include path is relative to the directory of the configuration file)";
+    report_parse_error(loader, file, config_error_line(&loader->libconfig), "%s%s", text,
+                       hint);
     return false;
 }
 

@@ -194,6 +194,7 @@ int main(int argc, char **argv)
     int test_only = 0;
     int option;
 
+    opterr = 0;   /* report bad options below, as "qmux: ...", whatever argv[0] is */
     while ((option = getopt_long(argc, argv, "c:tfVh", options, NULL)) != -1) {
         switch (option) {
         case 'c':
@@ -211,13 +212,19 @@ int main(int argc, char **argv)
             usage(stdout);
             return EXIT_OK;
         default:
-            usage(stderr);
+            if (optopt != 0 && optopt != 'c')
+                fprintf(stderr, "qmux: invalid option -%c\n", optopt);
+            else if (optopt == 'c')
+                fprintf(stderr, "qmux: option -c needs a FILE argument\n");
+            else
+                fprintf(stderr, "qmux: invalid option %s\n", argv[optind - 1]);
+            fprintf(stderr, "Run qmux --help for the options.\n");
             return EXIT_USAGE;
         }
     }
     if (path == NULL || optind != argc) {
         fprintf(stderr, "qmux: %s\n", path == NULL ? "missing -c FILE" : "unexpected argument");
-        usage(stderr);
+        fprintf(stderr, "Run qmux --help for the options.\n");
         return EXIT_USAGE;
     }
 
@@ -225,7 +232,7 @@ int main(int argc, char **argv)
     qmux.config = config_load(path, errors, sizeof(errors));
     if (qmux.config == NULL) {
         fprintf(stderr, "%s", errors);
-        fprintf(stderr, "qmux: configuration file %s is invalid\n", path);
+        fprintf(stderr, "qmux: cannot use configuration file %s\n", path);
         return EXIT_CONFIG;
     }
     if (test_only) {

@@ -114,21 +114,20 @@ static void send_query_upstream(struct upconn *conn, const char *text)
     output_add(conn, text, text_len);
 }
 
-/* Delay before the next attempt: pool.reconnect_min_ms doubled per failure, capped at
- * pool.reconnect_max_ms, then a uniformly random point in its upper half, so that many
- * connections lost at once do not all reconnect at the same moment. */
+/* Delay before the next attempt: a base of pool.reconnect_min_ms doubled per failure,
+ * plus random jitter of up to half the base, so that many connections lost at once do
+ * not all reconnect at the same moment; never more than pool.reconnect_max_ms. */
 static long backoff_ms(const struct upconn *conn)
 {
     const struct config *config = qmux.config;
-    long delay = config->reconnect_min_ms;
+    long base = config->reconnect_min_ms;
 
-    for (int i = 1; i < conn->failures && delay < config->reconnect_max_ms; i++)
-        delay *= 2;
-    if (delay > config->reconnect_max_ms)
-        delay = config->reconnect_max_ms;
+    for (int i = 1; i < conn->failures && base < config->reconnect_max_ms; i++)
+        base *= 2;
 
-    long half = delay / 2;
-    return delay - half + (half > 0 ? random() % (half + 1) : 0);
+    long half = base / 2;
+    long delay = base + (half > 0 ? random() % (half + 1) : 0);
+    return delay < config->reconnect_max_ms ? delay : config->reconnect_max_ms;
 }
 
 static void arm_timer(struct upconn *conn, long ms)

@@ -367,6 +367,10 @@ static int query_main(int argc, char **argv)
     int port = 0;
     int opt;
 
+    if (argc > 1 && strcmp(argv[1], "--help") == 0) {
+        usage(stdout);
+        return 0;
+    }
     while ((opt = getopt(argc, argv, "H:p:u:c:T:h")) != -1) {
         switch (opt) {
         case 'H':
