@@ -20,6 +20,7 @@
 #include "pool.h"
 #include "qmux.h"
 #include "upstream.h"
+#include "users.h"
 
 static const char *const state_names[] = {
     [CLIENT_HANDSHAKE] = "handshake",
@@ -95,6 +96,10 @@ void client_close(struct client *client, const char *reason)
     if (client->bev != NULL) {
         bufferevent_free(client->bev);
         client->bev = NULL;
+    }
+    if (client->counted) {
+        users_remove(client->user);
+        client->counted = 0;
     }
     set_state(client, CLIENT_CLOSED);
 
@@ -328,6 +333,31 @@ void client_process_input(struct client *client)
         set_read_limit(client, 0);
 }
 
+/* Counts the client's user; past clients.max_per_user, the client gets a 'limit error
+ * and is closed. The handshake is answered first, so the client reports the error
+ * rather than the 'access of a rejected login. */
+static void enforce_user_limit(struct client *client)
+{
+    int limit = qmux.config->max_per_user;
+    int count = users_add(client->user);
+
+    if (count < 0) {
+        close_after_flush(client, "out of memory while counting connections per user");
+        return;
+    }
+    client->counted = 1;
+    if (limit == 0 || count <= limit)
+        return;
+
+    char text[200];
+    snprintf(text, sizeof(text), "limit: user %s already has %d connections "
+             "(clients.max_per_user); close some or raise clients.max_per_user",
+             client->user[0] ? client->user : "(empty)", count - 1);
+    client_send_error(client, text);
+    clog_warn(client, "%s", text);
+    close_after_flush(client, "connections per user over clients.max_per_user");
+}
+
 static void read_handshake(struct client *client)
 {
     struct evbuffer *input = bufferevent_get_input(client->bev);
@@ -362,6 +392,7 @@ static void read_handshake(struct client *client)
     set_state(client, CLIENT_IDLE);
     clog_info(client, "logged in as user %s, capability %d (requested %d)",
               client->user[0] ? client->user : "-", reply, handshake.capability);
+    enforce_user_limit(client);
 }
 
 static void read_cb(struct bufferevent *bev, void *arg)

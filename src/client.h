@@ -39,6 +39,7 @@ struct client {
     uint64_t id;
     char peer[64];                  /* "address:port" */
     char user[64];                  /* login name, sanitized for logs */
+    int counted;                    /* user is counted in users.c */
     struct bufferevent *bev;
     enum client_state state;
     int capability;                 /* agreed in the handshake */

@@ -120,6 +120,9 @@ static const struct setting settings[] = {
 
     { "clients.max_clients", SETTING_INT, CONFIG_FIELD(max_clients), 0,
       10000, NULL, 1, 1000000, "maximum number of client connections open at once", NULL },
+    { "clients.max_per_user", SETTING_INT, CONFIG_FIELD(max_per_user), 0,
+      0, NULL, 0, 1000000,
+      "maximum number of connections of one user name; 0 is no limit", NULL },
     { "clients.handshake_timeout_ms", SETTING_INT, CONFIG_FIELD(handshake_timeout_ms), 0,
       10000, NULL, 0, 3600000, "time a client has to finish its handshake, ms; 0 is off", NULL },
     { "clients.idle_timeout_ms", SETTING_INT, CONFIG_FIELD(idle_timeout_ms), 0,

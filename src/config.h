@@ -60,6 +60,8 @@ struct config {
 
     /* clients = { ... } */
     int max_clients;                 /* default 10000, 1..1000000 */
+    int max_per_user;                /* connections of one user name; default 0 (no limit),
+                                        0..1000000 */
     int handshake_timeout_ms;        /* default 10000, 0 (off)..3600000 */
     int idle_timeout_ms;             /* close a client idle this long; default 0 (off),
                                         0..86400000 */

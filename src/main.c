@@ -19,6 +19,7 @@
 #include "log.h"
 #include "pool.h"
 #include "qmux.h"
+#include "users.h"
 
 /* Exit statuses, documented in qmux(8). */
 enum {
@@ -138,6 +139,7 @@ static void shutdown_all(void)
     while ((client = TAILQ_FIRST(&qmux.clients)) != NULL)
         client_close(client, "qmux is shutting down");
     client_reap();
+    users_clear();
 
     pool_destroy(qmux.pool);
     if (qmux.listener != NULL)

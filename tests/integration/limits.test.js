@@ -187,3 +187,47 @@ integrationTest('unsent request moves to another upstream',
     client.destroy();
     sender.destroy();
   });
+
+integrationTest('max_clients rejects extra connections', async (env) => {
+  await env.startUpstream();
+  // The harness's readiness probe connects once before the test's clients.
+  await env.startQmux({ poolSize: 1, clients: { max_clients: 2 } });
+  const first = await connectClient(env.qmux.port);
+  const second = await connectClient(env.qmux.port);
+
+  const third = await RawConnection.connect(env.qmux.port);
+  assert.equal(await third.waitClosed(2000), true, 'the third connection is closed');
+  assert.match(env.qmux.stderr, /2 clients connected, the clients\.max_clients limit; raise it/);
+
+  assert.deepEqual(await first.query('2+3'), { long: 5n }, 'connected clients are served');
+  second.destroy();
+  await sleep(100);
+  const replacement = await connectClient(env.qmux.port);
+  assert.deepEqual(await replacement.query('1+1'), { long: 2n }, 'a freed slot is reusable');
+  first.destroy();
+  replacement.destroy();
+});
+
+integrationTest('max_per_user limits one user name', async (env) => {
+  await env.startUpstream();
+  await env.startQmux({ poolSize: 1, clients: { max_per_user: 2 } });
+  const alice = [];
+  for (let i = 0; i < 2; i++) {
+    const client = await RawConnection.connect(env.qmux.port);
+    await client.handshake('alice:pw');
+    alice.push(client);
+  }
+
+  const extra = await RawConnection.connect(env.qmux.port);
+  assert.equal(await extra.handshake('alice:pw'), 3, 'the handshake completes');
+  const message = await extra.readMessage(2000);
+  const text = message.body.subarray(1, message.body.indexOf(0, 1)).toString();
+  assert.match(text, /^limit: user alice already has 2 connections \(clients\.max_per_user\)/);
+  assert.equal(await extra.waitClosed(2000), true, 'the extra connection is closed');
+
+  const bob = await RawConnection.connect(env.qmux.port);
+  await bob.handshake('bob:pw');
+  assert.deepEqual(await bob.query('2+3'), { long: 5n }, 'another user is not limited');
+  assert.deepEqual(await alice[0].query('1+1'), { long: 2n }, 'the first two stay connected');
+  for (const client of [...alice, bob]) client.destroy();
+});

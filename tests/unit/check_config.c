@@ -78,6 +78,7 @@ START_TEST(test_minimal_gets_defaults)
     ck_assert_str_eq(config->upstreams[0].user, "");
     ck_assert_str_eq(config->upstreams[0].password, "");
     ck_assert_int_eq(config->max_clients, 10000);
+    ck_assert_int_eq(config->max_per_user, 0);
     ck_assert_int_eq(config->handshake_timeout_ms, 10000);
     ck_assert_int_eq(config->idle_timeout_ms, 0);
     ck_assert_int_eq(config->query_timeout_ms, 0);
@@ -122,6 +123,7 @@ START_TEST(test_full_sets_every_key)
     ck_assert_str_eq(config->upstreams[1].user, "");
     ck_assert_str_eq(config->upstreams[1].password, "");
     ck_assert_int_eq(config->max_clients, 500);
+    ck_assert_int_eq(config->max_per_user, 9);
     ck_assert_int_eq(config->handshake_timeout_ms, 0);
     ck_assert_int_eq(config->idle_timeout_ms, 90000);
     ck_assert_int_eq(config->query_timeout_ms, 30000);
@@ -302,7 +304,7 @@ START_TEST(test_known_keys_listed)
         "pool.connect_timeout_ms", "pool.unavailable_wait_ms", "pool.health_check_interval_ms",
         "pool.health_check_timeout_ms", "pool.health_check_query",
         "upstreams.host", "upstreams.port", "upstreams.user", "upstreams.password",
-        "clients.max_clients", "clients.handshake_timeout_ms", "clients.idle_timeout_ms",
+        "clients.max_clients", "clients.max_per_user", "clients.handshake_timeout_ms", "clients.idle_timeout_ms",
         "clients.query_timeout_ms", "clients.queue_timeout_ms", "clients.max_queue",
         "clients.send_timeout_ms", "clients.compression", "clients.compression_max_size",
         "clients.max_message_size",
