@@ -5,6 +5,8 @@
 #                   AddressSanitizer + UndefinedBehaviorSanitizer, each fuzz target for
 #                   10 s, then the integration tests
 #   make demo       build, start the stand-in kdb+ and qmux, run the demonstration
+#   make soak       run the integration soak test for SOAK_SECONDS (default 600) under the
+#                   sanitizers; make check runs it for 30 s
 #   make fuzz       build the libFuzzer targets with clang and run each for FUZZ_SECONDS
 #   make fuzz-smoke run each libFuzzer target for 10 seconds
 #   make bench      build build/qmux-bench and run the benchmarks (bench/run.sh); not
@@ -47,7 +49,7 @@ UNIT_OBJS = $(UNIT_SRCS:%.c=$(BUILD)/asan/%.o) $(CODEC_SRCS:%.c=$(BUILD)/asan/%.
 
 PROGRAMS = $(BUILD)/qmux $(BUILD)/qmux-standin $(BUILD)/qmux-client
 
-.PHONY: all check deps unit integration sanitize-build demo install clean
+.PHONY: all check deps unit integration soak sanitize-build demo install clean
 
 all: $(PROGRAMS)
 
@@ -99,6 +101,14 @@ sanitize-build:
 
 integration: all sanitize-build
 	QMUX_BUILD_DIR=$(abspath $(INTEGRATION_BUILD)) tests/integration/run.sh
+
+# The soak test alone, for longer than in make check. It needs node-q installed, which
+# make integration does.
+SOAK_SECONDS ?= 600
+
+soak: all sanitize-build
+	cd tests/integration && SOAK_SECONDS=$(SOAK_SECONDS) QMUX_BUILD_DIR=$(abspath $(INTEGRATION_BUILD)) \
+	    node --test --test-concurrency=1 --test-reporter=spec soak.test.js
 
 demo:
 	scripts/demo.sh

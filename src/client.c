@@ -16,8 +16,11 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "compress.h"
 #include "log.h"
 #include "pool.h"
+#include "qdec.h"
+#include "stats.h"
 #include "qmux.h"
 #include "upstream.h"
 #include "users.h"
@@ -72,6 +75,7 @@ void client_send_error(struct client *client, const char *text)
     evbuffer_add(output, text, text_len);
     evbuffer_add(output, &nul, 1);
     client->bytes_out += IPC_HEADER_SIZE + text_len + 2;
+    stats.bytes_to_clients += IPC_HEADER_SIZE + text_len + 2;
 }
 
 void client_close(struct client *client, const char *reason)
@@ -139,10 +143,69 @@ void client_reap(void)
     }
 }
 
+static uint64_t microseconds_between(const struct timeval *from, const struct timeval *to)
+{
+    int64_t us = (int64_t)(to->tv_sec - from->tv_sec) * 1000000 + (to->tv_usec - from->tv_usec);
+
+    return us > 0 ? (uint64_t)us : 0;
+}
+
+/* Marks the head message, a sync request, as placed: its clock starts. */
+static void open_request(struct client *client)
+{
+    if (client->request_open)
+        return;   /* re-placed after waiting or after a retry: the first placement counts */
+    client->request_open = 1;
+    event_base_gettimeofday_cached(qmux.base, &client->request_started);
+    client->dispatched_at = client->request_started;
+    client->request_bytes = client->head.length;
+    client->response_start_bytes = client->bytes_out;
+    client->upstream_id = 0;
+}
+
+/* Records the end of the client's sync request: statistics, the access line when
+ * log.access is on, and a warning when it took longer than log.slow_request_ms. */
+static void close_request(struct client *client, const char *error)
+{
+    struct timeval now;
+
+    if (!client->request_open)
+        return;
+    client->request_open = 0;
+    event_base_gettimeofday_cached(qmux.base, &now);
+
+    uint64_t total_us = microseconds_between(&client->request_started, &now);
+    uint64_t wait_us = client->upstream_id != 0
+                           ? microseconds_between(&client->request_started, &client->dispatched_at)
+                           : total_us;
+    uint64_t response_bytes = client->bytes_out - client->response_start_bytes;
+
+    if (error == NULL) {
+        stats.requests++;
+        histogram_add(&stats.latency, total_us);
+    } else {
+        stats.requests_failed++;
+    }
+    histogram_add(&stats.queue_wait, wait_us);
+
+    const struct config *config = qmux.config;
+    int slow = config->slow_request_ms > 0 && total_us >= (uint64_t)config->slow_request_ms * 1000;
+    if (!config->log_access && !slow)
+        return;
+    clog_at(slow ? LOG_LEVEL_WARN : LOG_LEVEL_INFO, client,
+            "%s user=%s upstream=%" PRIu64 " type=sync request_bytes=%" PRIu64
+            " response_bytes=%" PRIu64 " queue_us=%" PRIu64 " total_us=%" PRIu64
+            " outcome=%s%s", slow ? "slow request" : "access", client->user[0] ? client->user : "-",
+            client->upstream_id, client->request_bytes, response_bytes, wait_us, total_us,
+            error != NULL ? "error:" : "ok", error != NULL ? error : "");
+}
+
 void client_dispatched(struct client *client, struct upconn *conn)
 {
     client->serving = conn;
     client->requests++;
+    client->upstream_id = conn->id;
+    event_base_gettimeofday_cached(qmux.base, &client->dispatched_at);
     set_state(client, CLIENT_ACTIVE);
 }
 
@@ -150,6 +213,7 @@ void client_request_done(struct client *client)
 {
     if (client->state != CLIENT_ACTIVE)
         return;
+    close_request(client, NULL);
     set_state(client, CLIENT_IDLE);
     client_process_input(client);
 }
@@ -160,6 +224,7 @@ void client_fail_request(struct client *client, const char *text)
         return;
     client->serving = NULL;
     client_send_error(client, text);
+    close_request(client, text);
     set_state(client, CLIENT_IDLE);
     client_process_input(client);
 }
@@ -174,6 +239,7 @@ int client_requeue(struct client *client, struct evbuffer *request)
     client->requests--;
     client->head_parsed = 0;
     client->serving = NULL;
+    client->queued_at = client->request_started;   /* it keeps its place in time */
     set_state(client, CLIENT_QUEUED);
     queue_push_front(&qmux.pool->queue, client);
     return 0;
@@ -185,11 +251,14 @@ void client_reject_head(struct client *client, const char *text)
 
     if (client->queue != NULL)
         queue_remove(client->queue, client);
-    if (client->head.type == IPC_SYNC)
+    if (client->head.type == IPC_SYNC) {
+        open_request(client);
         client_send_error(client, text);
-    else
+        close_request(client, text);
+    } else {
         clog_warn(client, "dropped an async message of %" PRIu64 " bytes: %s",
                   client->head.length, text);
+    }
     evbuffer_drain(input, (size_t)client->head.length);
     client->bytes_in += client->head.length;
     client->head_parsed = 0;
@@ -257,8 +326,84 @@ static int read_head(struct client *client, struct evbuffer *input)
     }
 
     client->head_parsed = 1;
+    client->head_checked = 0;
     set_read_limit(client, client->head.length);
     return 1;
+}
+
+/* Checks a compressed message by decompressing it; the original bytes are what goes
+ * upstream. Returns 0, or -1 with the reason in error. */
+static int check_compressed(const uint8_t *bytes, uint64_t length, char *error, size_t size)
+{
+    uint64_t plain_size;
+    char reason[160];
+    struct qdec_error decode_error;
+
+    if (decompress_size(bytes, length, &plain_size) != 0) {
+        snprintf(error, size, "invalid compressed message header");
+        return -1;
+    }
+    if (plain_size > qmux.config->max_message_size) {
+        snprintf(error, size, "compressed message expands to %" PRIu64 " bytes, over "
+                 "clients.max_message_size (%" PRIu64 ")", plain_size,
+                 qmux.config->max_message_size);
+        return -1;
+    }
+
+    uint8_t *plain = malloc((size_t)plain_size);
+    if (plain == NULL) {
+        snprintf(error, size, "no memory to check a compressed message of %" PRIu64 " bytes",
+                 plain_size);
+        return -1;
+    }
+    int status = decompress_message(bytes, length, plain, plain_size, reason, sizeof(reason));
+    if (status != 0)
+        snprintf(error, size, "%s", reason);
+    else if ((status = qdec_validate(plain, plain_size, &decode_error)) != QDEC_OK)
+        snprintf(error, size, "after decompression: %s", decode_error.message);
+    free(plain);
+    return status == 0 ? 0 : -1;
+}
+
+/*
+ * Checks the body of the complete head message, so that a malformed message closes only
+ * this client: kdb+ closes the connection a malformed message arrives on, and that would
+ * be a pooled connection shared with other clients. Returns 1 when the message may go on.
+ */
+static int check_message(struct client *client, struct evbuffer *input)
+{
+    char error[256];
+    struct qdec_error decode_error;
+
+    if (client->head_checked || !qmux.config->validate_messages)
+        return 1;
+
+    const uint8_t *bytes = evbuffer_pullup(input, (ev_ssize_t)client->head.length);
+    int valid;
+    if (bytes == NULL) {
+        snprintf(error, sizeof(error), "no memory to check a message of %" PRIu64 " bytes",
+                 client->head.length);
+        valid = 0;
+    } else if (client->head.compressed) {
+        valid = check_compressed(bytes, client->head.length, error, sizeof(error)) == 0;
+    } else {
+        valid = qdec_validate(bytes, client->head.length, &decode_error) == QDEC_OK;
+        if (!valid)
+            snprintf(error, sizeof(error), "%s", decode_error.message);
+    }
+    if (valid) {
+        client->head_checked = 1;
+        return 1;
+    }
+
+    char text[300];
+    snprintf(text, sizeof(text), "badmsg: %s", error);
+    if (client->head.type == IPC_SYNC)
+        client_send_error(client, text);
+    clog_warn(client, "invalid %s message of %" PRIu64 " bytes: %s",
+              ipc_msg_type_name(client->head.type), client->head.length, error);
+    close_after_flush(client, "invalid message (badmsg), as kdb+ closes such a connection");
+    return 0;
 }
 
 static void discard_message(struct client *client, struct evbuffer *input, const char *why)
@@ -275,8 +420,14 @@ static int place_message(struct client *client, struct evbuffer *input)
 {
     struct pool *pool = qmux.pool;
 
+    if (qmux.stopping && client->head.type != IPC_RESPONSE) {
+        client_reject_head(client, "qmux is shutting down");
+        return 1;
+    }
+
     switch (client->head.type) {
     case IPC_SYNC:
+        open_request(client);
         /* Goes on reading only when the request was rejected at once. */
         return pool_submit_sync(pool, client);
 
@@ -296,6 +447,7 @@ static int place_message(struct client *client, struct evbuffer *input)
         }
         upconn_forward(conn, client);
         pool_pin(client, conn);
+        stats.async_messages++;
         return 1;
     }
 
@@ -315,6 +467,8 @@ void client_process_input(struct client *client)
         if (!client->head_parsed && !read_head(client, input))
             break;
         if (evbuffer_get_length(input) < client->head.length)
+            break;
+        if (!check_message(client, input))
             break;
 
         if (client->state == CLIENT_ACTIVE) {
@@ -355,6 +509,7 @@ static void enforce_user_limit(struct client *client)
              client->user[0] ? client->user : "(empty)", count - 1);
     client_send_error(client, text);
     clog_warn(client, "%s", text);
+    stats.clients_rejected++;
     close_after_flush(client, "connections per user over clients.max_per_user");
 }
 
@@ -545,6 +700,7 @@ static void accept_cb(struct evconnlistener *listener, evutil_socket_t fd,
     (void)arg;
     format_peer(address, (socklen_t)length, peer, sizeof(peer));
     if (qmux.client_count >= qmux.config->max_clients) {
+        stats.clients_rejected++;
         log_warn("rejecting connection from %s: %d clients connected, the "
                  "clients.max_clients limit; raise it to admit more", peer, qmux.client_count);
         evutil_closesocket(fd);
@@ -557,6 +713,7 @@ static void accept_cb(struct evconnlistener *listener, evutil_socket_t fd,
         evutil_closesocket(fd);
         return;
     }
+    stats.clients_accepted++;
     client->id = qmux_next_id();
     snprintf(client->peer, sizeof(client->peer), "%s", peer);
     client->local = peer_is_local(fd, address);
@@ -586,15 +743,61 @@ static void accept_cb(struct evconnlistener *listener, evutil_socket_t fd,
     clog_debug(client, "connected");
 }
 
+/* How long accepting pauses when the process or the system runs out of descriptors. */
+#define ACCEPT_PAUSE_MS 100
+
+static struct event *accept_resume_timer;
+static struct log_limit accept_error_limit = { .interval_seconds = 10 };
+
+static void accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    if (qmux.listener != NULL && !qmux.stopping)
+        evconnlistener_enable(qmux.listener);
+}
+
+/* Out of descriptors, accept() fails at once again for as long as the pending connections
+ * wait, so the listener pauses briefly instead of spinning; a close frees a descriptor. */
+static void pause_accepting(void)
+{
+    struct timeval pause = { 0, ACCEPT_PAUSE_MS * 1000 };
+
+    if (accept_resume_timer == NULL)
+        accept_resume_timer = evtimer_new(qmux.base, accept_resume_cb, NULL);
+    if (accept_resume_timer == NULL)
+        return;
+    evconnlistener_disable(qmux.listener);
+    evtimer_add(accept_resume_timer, &pause);
+}
+
 static void accept_error_cb(struct evconnlistener *listener, void *arg)
 {
     int error = EVUTIL_SOCKET_ERROR();
 
     (void)arg;
     (void)listener;
-    /* TODO: on EMFILE/ENFILE disable the listener briefly instead of retrying at once. */
-    log_error("accept failed: %s; check the open-file limit (ulimit -n) against "
-              "clients.max_clients", evutil_socket_error_to_string(error));
+    if (error == EMFILE || error == ENFILE) {
+        log_limited(&accept_error_limit, LOG_LEVEL_ERROR, "accept failed: %s with %d clients "
+                    "connected; pausing accepts for %d ms. Raise the open-file limit "
+                    "(LimitNOFILE, ulimit -n) or lower clients.max_clients",
+                    evutil_socket_error_to_string(error), qmux.client_count, ACCEPT_PAUSE_MS);
+        pause_accepting();
+        return;
+    }
+    log_limited(&accept_error_limit, LOG_LEVEL_ERROR, "accept failed: %s",
+                evutil_socket_error_to_string(error));
+}
+
+void client_listen_close(void)
+{
+    if (accept_resume_timer != NULL)
+        event_free(accept_resume_timer);
+    accept_resume_timer = NULL;
+    if (qmux.listener != NULL)
+        evconnlistener_free(qmux.listener);
+    qmux.listener = NULL;
 }
 
 int client_listen(void)

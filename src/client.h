@@ -49,6 +49,7 @@ struct client {
 
     /* The message at the head of the input buffer, once its header has been read. */
     int head_parsed;
+    int head_checked;               /* its body passed clients.validate_messages */
     struct ipc_header head;
 
     struct upconn *serving;         /* ACTIVE: the connection carrying its sync request */
@@ -68,11 +69,22 @@ struct client {
     uint64_t bytes_in;
     uint64_t bytes_out;
 
+    /* The sync request being served, for stats and the access log. */
+    int request_open;
+    struct timeval request_started;  /* placed: queued or sent */
+    struct timeval dispatched_at;    /* written to the upstream connection */
+    uint64_t request_bytes;
+    uint64_t response_start_bytes;   /* bytes_out when the request was placed */
+    uint64_t upstream_id;            /* connection that carried it */
+
     TAILQ_ENTRY(client) list_link;  /* in qmux.clients or qmux.closed_clients */
 };
 
 /* Creates the listening socket from the config. Returns 0, or -1 after logging why. */
 int client_listen(void);
+
+/* Closes the listening socket and frees its timers. */
+void client_listen_close(void);
 
 /*
  * Reads and acts on every complete message at the head of the client's input that its

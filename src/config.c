@@ -30,6 +30,7 @@ enum setting_type {
     SETTING_SIZE,       /* size_t field, a size in bytes */
     SETTING_STRING,     /* char * field, owned by the config */
     SETTING_ENUM,       /* int field holding the index of one of setting->names */
+    SETTING_BOOL,       /* int field, 0 or 1, written true or false */
 };
 
 /* Struct that contains the field of a setting: struct config, or each struct config_upstream. */
@@ -64,6 +65,13 @@ static const char *const log_level_names[] = {
     [LOG_LEVEL_WARN] = "warn",
     [LOG_LEVEL_INFO] = "info",
     [LOG_LEVEL_DEBUG] = "debug",
+    NULL,
+};
+
+static const char *const log_target_names[] = {
+    [LOG_TARGET_STDERR] = "stderr",
+    [LOG_TARGET_SYSLOG] = "syslog",
+    [LOG_TARGET_FILE] = "file",
     NULL,
 };
 
@@ -136,6 +144,9 @@ static const struct setting settings[] = {
       "time a request may wait for an upstream connection, ms; 0 is off", NULL },
     { "clients.max_queue", SETTING_INT, CONFIG_FIELD(max_queue), 0,
       10000, NULL, 1, 1000000, "maximum number of requests waiting in the queue", NULL },
+    { "clients.shutdown_timeout_ms", SETTING_INT, CONFIG_FIELD(shutdown_timeout_ms), 0,
+      10000, NULL, 0, 3600000,
+      "time requests in flight get to finish when qmux stops, ms", NULL },
     { "clients.send_timeout_ms", SETTING_INT, CONFIG_FIELD(send_timeout_ms), 0,
       60000, NULL, 0, 86400000,
       "time a client's pending output may make no progress before it is closed, ms; 0 is off", NULL },
@@ -144,6 +155,8 @@ static const struct setting settings[] = {
     { "clients.compression_max_size", SETTING_U64, CONFIG_FIELD(compression_max_size), 0,
       64 * MIB, NULL, 2 * KIB, 4 * GIB,
       "largest response qmux compresses or decompresses for a client, bytes", NULL },
+    { "clients.validate_messages", SETTING_BOOL, CONFIG_FIELD(validate_messages), 0,
+      1, NULL, 0, 1, "whether each client message is decoded before it is forwarded", NULL },
     { "clients.max_message_size", SETTING_U64, CONFIG_FIELD(max_message_size), 0,
       256 * MIB, NULL, 1 * KIB, 1 * TIB, "largest client message accepted, bytes", NULL },
     { "clients.output_high_watermark", SETTING_SIZE, CONFIG_FIELD(output_high_watermark), 0,
@@ -158,6 +171,15 @@ static const struct setting settings[] = {
 
     { "log.level", SETTING_ENUM, CONFIG_FIELD(log_level), 0,
       0, "info", 0, 0, "error, warn, info or debug", log_level_names },
+    { "log.target", SETTING_ENUM, CONFIG_FIELD(log_target), 0,
+      0, "stderr", 0, 0, "where log lines go: stderr, syslog or file", log_target_names },
+    { "log.file", SETTING_STRING, CONFIG_FIELD(log_file), 0,
+      0, "", 0, 0, "path of the log file when log.target is \"file\"", NULL },
+    { "log.access", SETTING_BOOL, CONFIG_FIELD(log_access), 0,
+      0, NULL, 0, 1, "whether every request gets an access line at info level", NULL },
+    { "log.slow_request_ms", SETTING_INT, CONFIG_FIELD(slow_request_ms), 0,
+      0, NULL, 0, 86400000,
+      "duration above which a request is logged as slow, ms; 0 is off", NULL },
 };
 
 #define SETTING_COUNT ARRAY_SIZE(settings)
@@ -545,6 +567,7 @@ static bool extract_number(struct loader *loader, const struct setting *setting,
     switch (setting->type) {
     case SETTING_INT:
     case SETTING_ENUM:
+    case SETTING_BOOL:
         *(int *)field = (int)number;
         break;
     case SETTING_U64:
@@ -622,6 +645,20 @@ static bool extract_enum(struct loader *loader, const struct setting *setting,
     return false;
 }
 
+static bool extract_bool(struct loader *loader, const config_setting_t *value,
+                         const char *key, void *field)
+{
+    int type = config_setting_type(value);
+
+    if (type != CONFIG_TYPE_BOOL) {
+        report(loader, value, "%s must be true or false, but it is %s; write true or false "
+               "without quotes", key, type_name(type));
+        return false;
+    }
+    *(int *)field = config_setting_get_bool(value) ? 1 : 0;
+    return true;
+}
+
 /* Checks and stores one value; key is the name used in messages ("upstreams[1].port"). */
 static bool extract_setting(struct loader *loader, const struct setting *setting,
                             const config_setting_t *value, const char *key, void *field)
@@ -635,6 +672,8 @@ static bool extract_setting(struct loader *loader, const struct setting *setting
         return extract_string(loader, setting, value, key, field);
     case SETTING_ENUM:
         return extract_enum(loader, setting, value, key, field);
+    case SETTING_BOOL:
+        return extract_bool(loader, value, key, field);
     }
     return false;
 }
@@ -644,6 +683,7 @@ static bool apply_default(const struct setting *setting, void *field)
 {
     switch (setting->type) {
     case SETTING_INT:
+    case SETTING_BOOL:
         *(int *)field = (int)setting->default_number;
         return true;
     case SETTING_U64:
@@ -858,6 +898,13 @@ static void validate_cross_fields(struct loader *loader)
                config->reconnect_max_ms, config->reconnect_min_ms);
     }
 
+    size_t target = setting_index("log.target");
+    if (loader->valid[target] && config->log_target == LOG_TARGET_FILE &&
+        (config->log_file == NULL || config->log_file[0] == '\0')) {
+        report(loader, loader->found[target], "log.target = \"file\" needs log.file; set "
+               "log.file to the path of the log file");
+    }
+
     if (loader->valid[low] && loader->valid[high]
         && config->output_low_watermark >= config->output_high_watermark) {
         report(loader, blame(loader, low, high), "clients.output_low_watermark = %zu%s is not "
@@ -975,6 +1022,7 @@ void config_free(struct config *config)
     }
     free(config->listen_address);
     free(config->health_check_query);
+    free(config->log_file);
     free(config->path);
     free(config);
 }

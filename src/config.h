@@ -20,6 +20,12 @@ enum log_level {
     LOG_LEVEL_DEBUG,
 };
 
+enum log_target {
+    LOG_TARGET_STDERR = 0,
+    LOG_TARGET_SYSLOG,
+    LOG_TARGET_FILE,
+};
+
 enum compression_mode {
     COMPRESSION_NEVER = 0,   /* relay responses as the upstream sent them */
     COMPRESSION_AUTO,        /* kdb+'s rule: compress for clients on another host */
@@ -70,11 +76,15 @@ struct config {
     int queue_timeout_ms;            /* longest wait in the queue; default 0 (off),
                                         0..86400000 */
     int max_queue;                   /* requests waiting at once; default 10000, 1..1000000 */
+    int shutdown_timeout_ms;         /* on SIGTERM, time allowed for requests in flight;
+                                        default 10000, 0..3600000 */
     int send_timeout_ms;             /* close a client whose output makes no progress this
                                         long; default 60000, 0 (off)..86400000 */
     int compression;                 /* enum compression_mode; default auto */
     uint64_t compression_max_size;   /* largest response compressed or decompressed for a
                                         client; default 64 MiB, 2 KiB..4 GiB */
+    int validate_messages;           /* decode each client message before forwarding it;
+                                        default true */
     uint64_t max_message_size;       /* largest client request, bytes; default 256 MiB,
                                         1 KiB..1 TiB */
     size_t output_high_watermark;    /* stop reading the upstream when the client's output
@@ -85,8 +95,12 @@ struct config {
     size_t input_buffer;             /* client bytes read ahead while a request is in
                                         flight; default 64 KiB, 1 KiB..64 MiB */
 
-    /* log = { level; } */
+    /* log = { ... } */
     int log_level;                   /* "error", "warn", "info" (default), "debug" */
+    int log_target;                  /* enum log_target; default stderr */
+    char *log_file;                  /* path for LOG_TARGET_FILE; default "" */
+    int log_access;                  /* access line per request at info; default false */
+    int slow_request_ms;             /* warn about slower requests; default 0 (off) */
 };
 
 /*

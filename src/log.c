@@ -4,13 +4,28 @@
 #include "log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <syslog.h>
 #include <time.h>
+#include <unistd.h>
 
 int log_level = LOG_LEVEL_INFO;
+
+static int current_target = LOG_TARGET_STDERR;
+static int log_fd = STDERR_FILENO;
+static char *log_path;
+
+static const int syslog_priorities[] = {
+    [LOG_LEVEL_ERROR] = LOG_ERR,
+    [LOG_LEVEL_WARN] = LOG_WARNING,
+    [LOG_LEVEL_INFO] = LOG_INFO,
+    [LOG_LEVEL_DEBUG] = LOG_DEBUG,
+};
 
 static const char *const level_tags[] = {
     [LOG_LEVEL_ERROR] = "ERROR",
@@ -33,24 +48,107 @@ void log_write(int level, const char *format, ...)
 
     gettimeofday(&now, NULL);
     gmtime_r(&now.tv_sec, &tm);
-    size_t used = strftime(line, sizeof(line), "%Y-%m-%d %H:%M:%S", &tm);
-    used += (size_t)snprintf(line + used, sizeof(line) - used, ".%03ld %s ",
-                             (long)(now.tv_usec / 1000), level_tags[level]);
+    size_t prefix = strftime(line, sizeof(line), "%Y-%m-%d %H:%M:%S", &tm);
+    prefix += (size_t)snprintf(line + prefix, sizeof(line) - prefix, ".%03ld %s ",
+                               (long)(now.tv_usec / 1000), level_tags[level]);
 
     va_list args;
     va_start(args, format);
-    int written = vsnprintf(line + used, sizeof(line) - used - 1, format, args);
+    int written = vsnprintf(line + prefix, sizeof(line) - prefix - 1, format, args);
     va_end(args);
 
-    if (written < 0)
-        written = 0;
-    used += (size_t)written;
+    size_t used = prefix + (written > 0 ? (size_t)written : 0);
     if (used > sizeof(line) - 2)
         used = sizeof(line) - 2;
-    line[used++] = '\n';
-    fwrite(line, 1, used, stderr);
 
+    if (current_target == LOG_TARGET_SYSLOG) {
+        /* syslog stamps the time itself; the level becomes the priority. */
+        line[used] = '\0';
+        syslog(syslog_priorities[level], "%s", line + prefix);
+    } else {
+        line[used++] = '\n';
+        /* One write per line, so lines from a crash or a rotation never interleave. */
+        if (write(log_fd, line, used) < 0 && log_fd != STDERR_FILENO)
+            (void)!write(STDERR_FILENO, line, used);
+    }
     errno = saved_errno;
+}
+
+static int open_file(const char *path, char *error, size_t error_size)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+
+    if (fd < 0)
+        snprintf(error, error_size, "cannot open log file %s: %s; check log.file and the "
+                 "permissions of its directory", path, strerror(errno));
+    return fd;
+}
+
+int log_open(int target, const char *path, char *error, size_t error_size)
+{
+    int fd = STDERR_FILENO;
+
+    if (target == LOG_TARGET_FILE && (fd = open_file(path, error, error_size)) < 0)
+        return -1;
+
+    log_close();
+    current_target = target;
+    if (target == LOG_TARGET_FILE) {
+        log_fd = fd;
+        log_path = strdup(path);
+    } else if (target == LOG_TARGET_SYSLOG) {
+        openlog("qmux", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+    }
+    return 0;
+}
+
+void log_reopen(void)
+{
+    char error[512];
+
+    if (current_target != LOG_TARGET_FILE || log_path == NULL)
+        return;
+
+    int fd = open_file(log_path, error, sizeof(error));
+    if (fd < 0) {
+        log_error("%s; still writing to the previous file", error);
+        return;
+    }
+    close(log_fd);
+    log_fd = fd;
+    log_info("log file %s reopened", log_path);
+}
+
+void log_close(void)
+{
+    if (current_target == LOG_TARGET_FILE && log_fd != STDERR_FILENO)
+        close(log_fd);
+    if (current_target == LOG_TARGET_SYSLOG)
+        closelog();
+    free(log_path);
+    log_path = NULL;
+    log_fd = STDERR_FILENO;
+    current_target = LOG_TARGET_STDERR;
+}
+
+int log_limit_allow(struct log_limit *limit)
+{
+    long long now = (long long)time(NULL);
+
+    if (limit->last != 0 && now - limit->last < limit->interval_seconds) {
+        limit->suppressed++;
+        return 0;
+    }
+    limit->last = now;
+    return 1;
+}
+
+unsigned long log_limit_take_suppressed(struct log_limit *limit)
+{
+    unsigned long suppressed = limit->suppressed;
+
+    limit->suppressed = 0;
+    return suppressed;
 }
 
 void log_sanitize(char *out, size_t out_size, const char *text, size_t text_len)

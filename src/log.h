@@ -9,11 +9,51 @@
 #ifndef QMUX_LOG_H
 #define QMUX_LOG_H
 
+#include <stddef.h>
+
 #include "config.h"
 
 extern int log_level;
 
 void log_set_level(int level);
+
+/*
+ * Sends log lines to target (enum log_target): stderr, syslog (facility daemon), or the
+ * file at path, opened for appending. Returns 0, or -1 with a message in error when the
+ * file cannot be opened; the previous target then stays in use.
+ */
+int log_open(int target, const char *path, char *error, size_t error_size);
+
+/* Reopens the log file (after logrotate moved it); a no-op for other targets. */
+void log_reopen(void);
+
+/* Closes the log file or syslog connection; lines go to stderr afterwards. */
+void log_close(void);
+
+/* State of one rate-limited message: at most one line per interval, and the next line
+ * says how many were suppressed meanwhile. */
+struct log_limit {
+    int interval_seconds;
+    long long last;
+    unsigned long suppressed;
+};
+
+/* Returns 1 when a line limited by limit may be written now; count it as written. The
+ * caller appends the suppressed count from log_limit_take_suppressed. */
+int log_limit_allow(struct log_limit *limit);
+unsigned long log_limit_take_suppressed(struct log_limit *limit);
+
+#define log_limited(limit, level, format, ...)                                          \
+    do {                                                                                \
+        if (log_level >= (level) && log_limit_allow(limit)) {                           \
+            unsigned long suppressed_ = log_limit_take_suppressed(limit);               \
+            if (suppressed_ > 0)                                                        \
+                log_write((level), format " (%lu similar lines suppressed)",             \
+                          ##__VA_ARGS__, suppressed_);                                  \
+            else                                                                        \
+                log_write((level), format, ##__VA_ARGS__);                              \
+        }                                                                               \
+    } while (0)
 
 /* Writes one line at level; saves and restores errno. */
 void log_write(int level, const char *format, ...) __attribute__((format(printf, 2, 3)));

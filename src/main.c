@@ -16,6 +16,7 @@
 
 #include "client.h"
 #include "config.h"
+#include "lifecycle.h"
 #include "log.h"
 #include "pool.h"
 #include "qmux.h"
@@ -56,14 +57,6 @@ static void reaper_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     (void)arg;
     client_reap();
-}
-
-static void stop_cb(evutil_socket_t signal_number, short what, void *arg)
-{
-    (void)what;
-    (void)arg;
-    log_info("received %s; shutting down", strsignal((int)signal_number));
-    event_base_loopexit(qmux.base, NULL);
 }
 
 /* Raises the open-file limit to its hard maximum and logs the budget against it. */
@@ -142,8 +135,7 @@ static void shutdown_all(void)
     users_clear();
 
     pool_destroy(qmux.pool);
-    if (qmux.listener != NULL)
-        evconnlistener_free(qmux.listener);
+    client_listen_close();
     if (qmux.reaper != NULL)
         event_free(qmux.reaper);
     if (qmux.dns != NULL)
@@ -154,29 +146,22 @@ static void shutdown_all(void)
 
 static int run(void)
 {
-    struct event *signals[2] = { NULL, NULL };
     int status = EXIT_OK;
 
     signal(SIGPIPE, SIG_IGN);
     srandom((unsigned)time(NULL) ^ (unsigned)getpid());
     check_fd_budget(qmux.config);
 
-    if (start() != 0) {
+    if (start() != 0 || lifecycle_start() != 0) {
         status = EXIT_STARTUP;
     } else {
-        signals[0] = evsignal_new(qmux.base, SIGTERM, stop_cb, NULL);
-        signals[1] = evsignal_new(qmux.base, SIGINT, stop_cb, NULL);
-        evsignal_add(signals[0], NULL);
-        evsignal_add(signals[1], NULL);
         log_info("qmux %s started: %d upstream%s, pool.size %d, config %s", QMUX_VERSION,
                  qmux.config->upstream_count, qmux.config->upstream_count == 1 ? "" : "s",
                  qmux.config->pool_size, qmux.config->path);
         event_base_dispatch(qmux.base);
     }
 
-    for (int i = 0; i < 2; i++)
-        if (signals[i] != NULL)
-            event_free(signals[i]);
+    lifecycle_stop();
     shutdown_all();
     log_info("qmux stopped");
     return status;
@@ -243,8 +228,16 @@ int main(int argc, char **argv)
         return EXIT_OK;
     }
 
+    char log_error_text[512];
+    if (log_open(qmux.config->log_target, qmux.config->log_file, log_error_text,
+                 sizeof(log_error_text)) != 0) {
+        fprintf(stderr, "qmux: %s\n", log_error_text);
+        config_free(qmux.config);
+        return EXIT_STARTUP;
+    }
     log_set_level(qmux.config->log_level);
     int status = run();
+    log_close();
     config_free(qmux.config);
     return status;
 }

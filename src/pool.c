@@ -54,38 +54,10 @@
 #include <stdlib.h>
 
 #include "client.h"
+#include "lifecycle.h"
 #include "log.h"
 #include "qmux.h"
-
-static void backend_init(struct backend *backend, int index, const struct config *config)
-{
-    const struct config_upstream *settings = &config->upstreams[index];
-
-    backend->index = index;
-    backend->settings = settings;
-    backend->size = config->pool_size;
-    TAILQ_INIT(&backend->idle);
-    snprintf(backend->name, sizeof(backend->name), "%s:%d", settings->host, settings->port);
-}
-
-static int backend_create_conns(struct backend *backend)
-{
-    backend->conns = calloc((size_t)backend->size, sizeof(*backend->conns));
-    if (backend->conns == NULL)
-        return -1;
-
-    for (int slot = 0; slot < backend->size; slot++) {
-        struct upconn *conn = &backend->conns[slot];
-
-        conn->backend = backend;
-        conn->slot = slot;
-        conn->state = UPCONN_DOWN;
-        TAILQ_INIT(&conn->pinned_clients);
-        queue_init(&conn->pinned_queue);
-        queue_init(&conn->write_waiters);
-    }
-    return 0;
-}
+#include "stats.h"
 
 static void take_idle(struct pool *pool, struct upconn *conn)
 {
@@ -114,15 +86,18 @@ static void expire_waiters(struct pool *pool, const struct timeval *now)
         long waited = waited_ms(client, now);
         char text[160];
 
-        if (config->queue_timeout_ms > 0 && waited >= config->queue_timeout_ms)
+        if (config->queue_timeout_ms > 0 && waited >= config->queue_timeout_ms) {
             snprintf(text, sizeof(text), "queue timeout: waited %ld ms for an upstream "
                      "connection (clients.queue_timeout_ms %d)", waited,
                      config->queue_timeout_ms);
-        else if (pool->logged_in == 0 && waited >= config->unavailable_wait_ms)
+            stats.queue_timeouts++;
+        } else if (pool->logged_in == 0 && waited >= config->unavailable_wait_ms) {
             snprintf(text, sizeof(text), "upstream unavailable: no upstream connection is "
                      "logged in (waited %ld ms, pool.unavailable_wait_ms)", waited);
-        else
+            stats.unavailable++;
+        } else {
             break;
+        }
         clog_info(client, "request failed: %s", text);
         client_reject_head(client, text);
         client_process_input(client);
@@ -137,7 +112,7 @@ static void check_idle_connections(struct pool *pool, const struct timeval *now)
     if (interval == 0)
         return;
     for (int i = 0; i < pool->backend_count; i++) {
-        struct backend *backend = &pool->backends[i];
+        struct backend *backend = pool->backends[i];
         struct upconn *conn = TAILQ_FIRST(&backend->idle);
 
         /* The idle list is ordered by the time each connection became idle. */
@@ -168,6 +143,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 
     if (++pool->ticks % (1000 / POOL_TICK_MS) == 0)
         client_sweep_idle();
+    lifecycle_check_drained();
 }
 
 struct pool *pool_create(const struct config *config)
@@ -184,15 +160,13 @@ struct pool *pool_create(const struct config *config)
         free(pool);
         return NULL;
     }
-    pool->backend_count = config->upstream_count;
-
-    for (int i = 0; i < pool->backend_count; i++) {
-        backend_init(&pool->backends[i], i, config);
-        if (backend_create_conns(&pool->backends[i]) != 0) {
-            pool->backend_count = i;
+    for (int i = 0; i < config->upstream_count; i++) {
+        pool->backends[i] = backend_create(&config->upstreams[i], i, config->pool_size);
+        if (pool->backends[i] == NULL) {
             pool_destroy(pool);
             return NULL;
         }
+        pool->backend_count = i + 1;
     }
 
     pool->tick = event_new(qmux.base, -1, EV_PERSIST, tick_cb, pool);
@@ -202,12 +176,8 @@ struct pool *pool_create(const struct config *config)
         return NULL;
     }
 
-    for (int i = 0; i < pool->backend_count; i++) {
-        struct backend *backend = &pool->backends[i];
-
-        for (int slot = 0; slot < backend->size; slot++)
-            upconn_connect(&backend->conns[slot]);
-    }
+    for (int i = 0; i < pool->backend_count; i++)
+        backend_connect(pool->backends[i]);
     return pool;
 }
 
@@ -218,15 +188,104 @@ void pool_destroy(struct pool *pool)
     if (pool->tick != NULL)
         event_free(pool->tick);
 
-    for (int i = 0; i < pool->backend_count; i++) {
-        struct backend *backend = &pool->backends[i];
-
-        for (int slot = 0; backend->conns != NULL && slot < backend->size; slot++)
-            upconn_destroy(&backend->conns[slot]);
-        free(backend->conns);
-    }
+    for (int i = 0; i < pool->backend_count; i++)
+        backend_destroy(pool->backends[i]);
+    for (int i = 0; i < pool->removed_count; i++)
+        backend_destroy(pool->removed[i]);
     free(pool->backends);
+    free(pool->removed);
     free(pool);
+}
+
+static struct backend *find_backend(struct pool *pool, const struct config_upstream *settings,
+                                    const char *taken)
+{
+    for (int i = 0; i < pool->backend_count; i++)
+        if (!taken[i] && backend_matches(pool->backends[i], settings))
+            return pool->backends[i];
+    return NULL;
+}
+
+static int remember_removed(struct pool *pool, struct backend *backend)
+{
+    struct backend **removed = realloc(pool->removed,
+                                       (size_t)(pool->removed_count + 1) * sizeof(*removed));
+
+    if (removed == NULL)
+        return -1;
+    pool->removed = removed;
+    pool->removed[pool->removed_count++] = backend;
+    backend_remove(backend);
+    log_info("upstream %s removed from the pool; its connections close once idle",
+             backend->name);
+    return 0;
+}
+
+/* Builds the new backend list: existing backends by host and port, new ones created. */
+static struct backend **match_backends(struct pool *pool, const struct config *config,
+                                       char *taken)
+{
+    struct backend **list = calloc((size_t)config->upstream_count, sizeof(*list));
+
+    if (list == NULL)
+        return NULL;
+    for (int i = 0; i < config->upstream_count; i++) {
+        const struct config_upstream *settings = &config->upstreams[i];
+        struct backend *backend = find_backend(pool, settings, taken);
+
+        if (backend != NULL) {
+            taken[backend->index] = 1;
+            if (backend_update_credentials(backend, settings) > 0)
+                log_info("upstream %s: new credentials apply to its next logins", backend->name);
+        } else {
+            backend = backend_create(settings, i, config->pool_size);
+            if (backend == NULL) {
+                for (int j = 0; j < i; j++)
+                    if (list[j]->index == -1)
+                        backend_destroy(list[j]);
+                free(list);
+                return NULL;
+            }
+            backend->index = -1;   /* marks it new until the indexes are renumbered */
+            log_info("upstream %s added to the pool", backend->name);
+        }
+        list[i] = backend;
+    }
+    return list;
+}
+
+int pool_reconfigure(struct pool *pool, const struct config *config)
+{
+    char *taken = calloc((size_t)pool->backend_count + 1, 1);
+    struct backend **list = taken != NULL ? match_backends(pool, config, taken) : NULL;
+    int status = 0;
+
+    if (list == NULL) {
+        free(taken);
+        return -1;
+    }
+    for (int i = 0; i < pool->backend_count; i++)
+        if (!taken[i] && remember_removed(pool, pool->backends[i]) != 0)
+            status = -1;
+
+    free(pool->backends);
+    pool->backends = list;
+    pool->backend_count = config->upstream_count;
+    pool->rotation = 0;
+    free(taken);
+
+    for (int i = 0; i < pool->backend_count; i++) {
+        struct backend *backend = list[i];
+        int old_size = backend->size;
+
+        backend->index = i;
+        if (backend_resize(backend, config->pool_size) != 0)
+            status = -1;
+        else if (old_size != 0 && old_size != backend->size)
+            log_info("upstream %s: pool.size %d -> %d", backend->name, old_size, backend->size);
+        backend_connect(backend);
+    }
+    return status;
 }
 
 static int conn_logged_in(const struct upconn *conn)
@@ -243,7 +302,7 @@ static struct upconn *least_busy_idle(struct pool *pool)
     struct backend *best = NULL;
 
     for (int step = 0; step < pool->backend_count; step++) {
-        struct backend *backend = &pool->backends[(pool->rotation + step) % pool->backend_count];
+        struct backend *backend = pool->backends[(pool->rotation + step) % pool->backend_count];
 
         if (backend->idle_count > 0 && (best == NULL || backend->busy_count < best->busy_count))
             best = backend;
@@ -261,6 +320,8 @@ static void client_wait(struct request_queue *queue, struct client *client)
     queue_push(queue, client);
 }
 
+static struct log_limit queue_full_limit = { .interval_seconds = 10 };
+
 /* Rejects the client's request at once when the queue is full, or when no upstream
  * connection is logged in and pool.unavailable_wait_ms is 0. Returns 1 if rejected. */
 static int reject_when_full(struct pool *pool, struct client *client)
@@ -272,11 +333,13 @@ static int reject_when_full(struct pool *pool, struct client *client)
         snprintf(text, sizeof(text), "limit: %zu requests already wait for an upstream "
                  "connection (clients.max_queue); retry later or raise clients.max_queue",
                  pool->queue.length);
-        log_warn("queue full: rejecting a request of client %" PRIu64 " (clients.max_queue "
-                 "%d)", client->id, config->max_queue);
+        log_limited(&queue_full_limit, LOG_LEVEL_WARN, "queue full: rejecting a request of "
+                    "client %" PRIu64 " (clients.max_queue %d)", client->id, config->max_queue);
+        stats.queue_rejections++;
     } else if (pool->logged_in == 0 && config->unavailable_wait_ms == 0) {
         snprintf(text, sizeof(text), "upstream unavailable: no upstream connection is "
                  "logged in (pool.unavailable_wait_ms 0)");
+        stats.unavailable++;
     } else {
         return 0;
     }
@@ -320,19 +383,19 @@ struct upconn *pool_async_target(struct pool *pool)
     /* Every logged-in connection is busy: take the next one in turn. */
     int total = 0;
     for (int i = 0; i < pool->backend_count; i++)
-        total += pool->backends[i].size;
+        total += pool->backends[i]->size;
 
     for (int step = 0; step < total; step++) {
-        int position = (pool->rotation + step) % total;
-        struct backend *backend = pool->backends;
+        int position = (pool->async_rotation + step) % total;
+        int index = 0;
 
-        while (position >= backend->size) {
-            position -= backend->size;
-            backend++;
+        while (position >= pool->backends[index]->size) {
+            position -= pool->backends[index]->size;
+            index++;
         }
-        struct upconn *conn = &backend->conns[position];
-        if (conn_logged_in(conn)) {
-            pool->rotation = (pool->rotation + step + 1) % total;
+        struct upconn *conn = pool->backends[index]->conns[position];
+        if (conn_logged_in(conn) && !conn->retiring) {
+            pool->async_rotation = (pool->async_rotation + step + 1) % total;
             return conn;
         }
     }
@@ -342,6 +405,21 @@ struct upconn *pool_async_target(struct pool *pool)
 void pool_wait(struct pool *pool, struct client *client)
 {
     client_wait(&pool->queue, client);
+}
+
+/* Returns the client that has waited longest for conn: the head of its pinned queue or
+ * of the shared queue, whichever arrived first. Comparing the two keeps clients that pin
+ * themselves with async messages from starving the shared queue. */
+static struct client *oldest_waiter(struct pool *pool, struct upconn *conn)
+{
+    struct client *pinned = TAILQ_FIRST(&conn->pinned_queue.head);
+    struct client *shared = TAILQ_FIRST(&pool->queue.head);
+
+    if (pinned == NULL)
+        return shared;
+    if (shared == NULL)
+        return pinned;
+    return timercmp(&shared->queued_at, &pinned->queued_at, <) ? shared : pinned;
 }
 
 void pool_release(struct pool *pool, struct upconn *conn)
@@ -355,12 +433,11 @@ void pool_release(struct pool *pool, struct upconn *conn)
     /* Each waiter re-runs its head message: a sync request takes conn out of the idle
      * list (ending the loop); an async one is written and the next waiter is served. */
     while (conn->in_idle_list) {
-        struct client *client = queue_pop(&conn->pinned_queue);
+        struct client *client = oldest_waiter(pool, conn);
 
         if (client == NULL)
-            client = queue_pop(&pool->queue);
-        if (client == NULL)
             break;
+        queue_remove(client->queue, client);
         client->state = CLIENT_IDLE;
         client_process_input(client);
     }

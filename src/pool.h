@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include "backend.h"
 #include "queue.h"
 #include "upstream.h"
 
@@ -16,8 +17,10 @@ struct client;
 #define POOL_TICK_MS 100
 
 struct pool {
-    struct backend *backends;
+    struct backend **backends;      /* the configured upstreams, in config order */
     int backend_count;
+    struct backend **removed;       /* upstreams a reload removed, freed at exit */
+    int removed_count;
 
     int idle_count;                 /* idle connections over all backends */
     struct request_queue queue;     /* clients waiting for any connection, FIFO */
@@ -25,7 +28,8 @@ struct pool {
     /* Capability offered to clients: the lowest any upstream connection agreed, or the
      * configured pool.capability before the first login. */
     int capability;
-    int rotation;                   /* round-robin cursor for ties and async placement */
+    int rotation;                   /* round-robin cursor for ties between backends */
+    int async_rotation;             /* round-robin cursor over busy connections */
     int logged_in;                  /* connections in state IDLE or BUSY */
     struct event *tick;             /* timeouts and health checks, every POOL_TICK_MS */
     unsigned ticks;
@@ -33,6 +37,14 @@ struct pool {
 
 /* Creates every backend and connection of config and starts connecting. */
 struct pool *pool_create(const struct config *config);
+
+/*
+ * Applies a reloaded config: keeps the backends whose host and port are still listed
+ * (with their connections and clients), adds new ones, removes dropped ones (after the
+ * request in flight), and resizes each to config->pool_size. Logs each change. Returns 0,
+ * or -1 when out of memory (the pool is then partly updated but consistent).
+ */
+int pool_reconfigure(struct pool *pool, const struct config *config);
 
 /* Closes every connection and frees the pool. */
 void pool_destroy(struct pool *pool);

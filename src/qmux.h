@@ -32,6 +32,7 @@ struct qmux {
     struct event *reaper;
 
     uint64_t next_connection_id;               /* shared by clients and upstream connections */
+    int stopping;                              /* graceful shutdown under way */
 };
 
 extern struct qmux qmux;

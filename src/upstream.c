@@ -21,6 +21,7 @@
 #include "log.h"
 #include "pool.h"
 #include "qmux.h"
+#include "stats.h"
 
 /* Bytes read from an upstream socket per read call: large reads keep the syscall count
  * low when a big result streams through. */
@@ -159,6 +160,7 @@ static void finish_login(struct upconn *conn, int capability)
      * in and then dies on every request keeps backing off longer, so a failing upstream
      * drops out of use instead of taking each request down with it. */
     conn->ever_connected = 1;
+    stats.upstream_logins++;
     conn->last_error[0] = '\0';
     pool_note_capability(qmux.pool, capability);
     pool_release(qmux.pool, conn);
@@ -221,6 +223,7 @@ static void finish_conversion(struct upconn *conn, struct client *client)
         return;
     }
     client->bytes_out += sent;
+    stats.bytes_to_clients += sent;
     conn->relayed_any = 1;
 }
 
@@ -305,8 +308,12 @@ static int end_message(struct upconn *conn)
     if (client != NULL)
         client->serving = NULL;
 
-    /* The oldest waiter gets the connection before this client's next request. */
-    pool_release(qmux.pool, conn);
+    /* The oldest waiter gets the connection before this client's next request, unless a
+     * reload removed the connection while the request was in flight. */
+    if (conn->retiring)
+        upconn_close(conn, "removed from the pool by a reload");
+    else
+        pool_release(qmux.pool, conn);
 
     if (client != NULL) {
         if (deferred_error != NULL)
@@ -368,6 +375,7 @@ static void relay(struct upconn *conn)
         } else {
             move_bytes(input, bufferevent_get_output(client->bev), n);
             client->bytes_out += n;
+            stats.bytes_to_clients += n;
             conn->relayed_any = 1;
         }
         conn->message_remaining -= n;
@@ -395,13 +403,13 @@ static void read_cb(struct bufferevent *bev, void *arg)
 
 static void send_login(struct upconn *conn)
 {
-    const struct config_upstream *settings = conn->backend->settings;
+    const struct backend *backend = conn->backend;
     uint8_t tail[2] = { (uint8_t)qmux.config->pool_capability, 0 };
 
-    output_add(conn, settings->user, strlen(settings->user));
-    if (settings->password[0] != '\0') {
+    output_add(conn, backend->user, strlen(backend->user));
+    if (backend->password[0] != '\0') {
         output_add(conn, ":", 1);
-        output_add(conn, settings->password, strlen(settings->password));
+        output_add(conn, backend->password, strlen(backend->password));
     }
     output_add(conn, tail, sizeof(tail));
     upconn_set_state(conn, UPCONN_LOGIN);
@@ -425,7 +433,7 @@ static void describe_event(struct upconn *conn, short what, char *reason, size_t
     int dns_error = bufferevent_socket_get_dns_error(conn->bev);
 
     if (dns_error != 0)
-        snprintf(reason, size, "cannot resolve %s: %s", conn->backend->settings->host,
+        snprintf(reason, size, "cannot resolve %s: %s", conn->backend->host,
                  evutil_gai_strerror(dns_error));
     else if (conn->state == UPCONN_CONNECTING)
         snprintf(reason, size, "connect failed: %s", evutil_socket_error_to_string(error));
@@ -478,6 +486,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
                  "a running query", qmux.config->query_timeout_ms);
         snprintf(client_error, sizeof(client_error), "query timeout: no response within %d ms "
                  "(clients.query_timeout_ms)", qmux.config->query_timeout_ms);
+        stats.query_timeouts++;
         upconn_fail(conn, reason, client_error);
     } else if (conn->state == UPCONN_CONNECTING || conn->state == UPCONN_LOGIN) {
         char reason[128];
@@ -491,7 +500,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 
 void upconn_connect(struct upconn *conn)
 {
-    const struct config_upstream *settings = conn->backend->settings;
+    const struct backend *backend = conn->backend;
 
     if (conn->timer == NULL)
         conn->timer = evtimer_new(qmux.base, timer_cb, conn);
@@ -511,8 +520,8 @@ void upconn_connect(struct upconn *conn)
 
     upconn_set_state(conn, UPCONN_CONNECTING);
     arm_timer(conn, qmux.config->connect_timeout_ms);
-    if (bufferevent_socket_connect_hostname(conn->bev, qmux.dns, AF_UNSPEC, settings->host,
-                                            settings->port) != 0) {
+    if (bufferevent_socket_connect_hostname(conn->bev, qmux.dns, AF_UNSPEC, backend->host,
+                                            backend->port) != 0) {
         char reason[256];
 
         describe_event(conn, BEV_EVENT_ERROR, reason, sizeof(reason));
@@ -527,6 +536,7 @@ static void take_message(struct upconn *conn, struct client *client)
     move_bytes(input, bufferevent_get_output(conn->bev), client->head.length);
     conn->output_appended += client->head.length;
     client->bytes_in += client->head.length;
+    stats.bytes_from_clients += client->head.length;
     client->head_parsed = 0;
 }
 
@@ -572,6 +582,7 @@ void upconn_check_health(struct upconn *conn)
     send_query_upstream(conn, qmux.config->health_check_query);
     conn->request_length = conn->output_appended - conn->request_offset;
     arm_busy_timer(conn, qmux.config->health_check_timeout_ms);
+    stats.health_checks++;
     ulog_debug(conn, "health check sent after %d ms idle", qmux.config->health_check_interval_ms);
 }
 
@@ -633,11 +644,16 @@ void upconn_resume(struct upconn *conn)
 
 static void log_loss(struct upconn *conn, const char *reason, int was_logged_in)
 {
-    if (was_logged_in) {
+    if (conn->retiring) {
+        ulog_info(conn, "closed: %s", reason);
+    } else if (was_logged_in) {
+        stats.upstream_losses++;
         gettimeofday(&conn->down_since, NULL);
         ulog_warn(conn, "connection closed: %s; reconnecting", reason);
-    } else if (conn->failures == 0) {
-        if (!conn->ever_connected)
+    } else if (conn->failures <= 1 || strcmp(reason, conn->last_error) != 0) {
+        /* The first failed attempt after start or after a loss, and any new kind of
+         * failure, are worth a warning; repeats of the same failure are not. */
+        if (!conn->ever_connected && conn->failures == 0)
             gettimeofday(&conn->down_since, NULL);
         ulog_warn(conn, "%s; retrying with backoff up to %d ms", reason,
                   qmux.config->reconnect_max_ms);
@@ -710,9 +726,11 @@ void upconn_fail(struct upconn *conn, const char *reason, const char *client_err
 
     if (client != NULL && conn->bev != NULL && !relayed_any)
         requeued = take_back_unsent_request(conn, client);
-    if (requeued)
+    if (requeued) {
+        stats.requests_retried++;
         ulog_info(conn, "request of client %" PRIu64 " was not sent yet; it goes to another "
                   "connection", client->id);
+    }
 
     if (conn->timer != NULL)
         evtimer_del(conn->timer);
@@ -734,12 +752,29 @@ void upconn_fail(struct upconn *conn, const char *reason, const char *client_err
     }
     upconn_set_state(conn, UPCONN_DOWN);
     conn->failures++;
-    if (conn->timer != NULL)
+    if (conn->retiring)
+        conn->retired = 1;
+    else if (conn->timer != NULL)
         arm_timer(conn, backoff_ms(conn));
 
     pool_conn_lost(qmux.pool, conn);
     if (client != NULL && !requeued)
         fail_client_in_flight(client, relayed_any, client_error);
+}
+
+void upconn_retire(struct upconn *conn)
+{
+    conn->retiring = 1;
+    if (conn->state == UPCONN_BUSY)
+        return;   /* end_message() closes it once the response has been relayed */
+
+    if (conn->state == UPCONN_DOWN) {
+        if (conn->timer != NULL)
+            evtimer_del(conn->timer);
+        conn->retired = 1;
+        return;
+    }
+    upconn_close(conn, "removed from the pool by a reload");
 }
 
 void upconn_destroy(struct upconn *conn)

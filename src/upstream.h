@@ -17,6 +17,7 @@
 
 #include <event2/bufferevent.h>
 
+#include "backend.h"
 #include "config.h"
 #include "queue.h"
 
@@ -78,19 +79,12 @@ struct upconn {
     char last_error[160];
 
     uint64_t requests_served;
+
+    TAILQ_ENTRY(upconn) retired_link;  /* in backend->retired once removed */
+    int retiring;                   /* removed by a reload: close when its request ends */
+    int retired;                    /* closed for good; kept until shutdown */
 };
 
-struct backend {
-    int index;                      /* position in config->upstreams */
-    char name[300];                 /* "host:port" for logs */
-    const struct config_upstream *settings;
-    struct upconn *conns;
-    int size;
-
-    TAILQ_HEAD(, upconn) idle;      /* logged-in connections with no request in flight */
-    int idle_count;
-    int busy_count;                 /* connections with a sync request in flight */
-};
 
 /* Starts connecting conn now. */
 void upconn_connect(struct upconn *conn);
@@ -123,6 +117,10 @@ void upconn_close(struct upconn *conn, const char *reason);
 
 /* As upconn_close, with client_error as the kdb+ error for the client in flight. */
 void upconn_fail(struct upconn *conn, const char *reason, const char *client_error);
+
+/* Takes conn out of use for good (a reload removed it): closes it now, or after the
+ * response in flight has been relayed. It is not reconnected. */
+void upconn_retire(struct upconn *conn);
 
 /* Sends pool.health_check_query on an idle connection (taken out of the idle list). */
 void upconn_check_health(struct upconn *conn);

@@ -9,7 +9,7 @@
  *                      which holds only if both messages reach the same upstream session
  *                      in order.
  *   --vector-items N   makes every --vector-every-th sync request "K+til N" instead, whose
- *                      answer is the long vector K .. K+N-1, so a response of 8 N bytes is
+ *                      result is the long vector K .. K+N-1, so a response of 8 N bytes is
  *                      still unique to (client, request).
  *
  * By default a client stops at its first failure. With --keep-going, for fault-injection

@@ -86,6 +86,12 @@ START_TEST(test_minimal_gets_defaults)
     ck_assert_int_eq(config->max_queue, 10000);
     ck_assert_int_eq(config->send_timeout_ms, 60000);
     ck_assert_int_eq(config->compression, COMPRESSION_AUTO);
+    ck_assert_int_eq(config->shutdown_timeout_ms, 10000);
+    ck_assert_int_eq(config->validate_messages, 1);
+    ck_assert_int_eq(config->log_target, LOG_TARGET_STDERR);
+    ck_assert_str_eq(config->log_file, "");
+    ck_assert_int_eq(config->log_access, 0);
+    ck_assert_int_eq(config->slow_request_ms, 0);
     ck_assert_uint_eq(config->compression_max_size, 64u * 1024 * 1024);
     ck_assert_uint_eq(config->max_message_size, 256u * 1024 * 1024);
     ck_assert_uint_eq(config->output_high_watermark, 1024u * 1024);
@@ -131,6 +137,12 @@ START_TEST(test_full_sets_every_key)
     ck_assert_int_eq(config->max_queue, 77);
     ck_assert_int_eq(config->send_timeout_ms, 0);
     ck_assert_int_eq(config->compression, COMPRESSION_NEVER);
+    ck_assert_int_eq(config->shutdown_timeout_ms, 2500);
+    ck_assert_int_eq(config->validate_messages, 0);
+    ck_assert_int_eq(config->log_target, LOG_TARGET_FILE);
+    ck_assert_str_eq(config->log_file, "/var/log/qmux/qmux.log");
+    ck_assert_int_eq(config->log_access, 1);
+    ck_assert_int_eq(config->slow_request_ms, 250);
     ck_assert_uint_eq(config->compression_max_size, 4096);
     /* Written as 1099511627776L: the 64-bit form reaches the 1 TiB maximum. */
     ck_assert_uint_eq(config->max_message_size, 1099511627776ull);
@@ -306,11 +318,11 @@ START_TEST(test_known_keys_listed)
         "upstreams.host", "upstreams.port", "upstreams.user", "upstreams.password",
         "clients.max_clients", "clients.max_per_user", "clients.handshake_timeout_ms", "clients.idle_timeout_ms",
         "clients.query_timeout_ms", "clients.queue_timeout_ms", "clients.max_queue",
-        "clients.send_timeout_ms", "clients.compression", "clients.compression_max_size",
-        "clients.max_message_size",
+        "clients.shutdown_timeout_ms", "clients.send_timeout_ms", "clients.compression", "clients.compression_max_size",
+        "clients.validate_messages", "clients.max_message_size",
         "clients.output_high_watermark", "clients.output_low_watermark",
         "clients.input_buffer",
-        "log.level",
+        "log.level", "log.target", "log.file", "log.access", "log.slow_request_ms",
     };
     size_t count = sizeof(expected) / sizeof(expected[0]);
 

@@ -300,12 +300,26 @@ class TestEnvironment {
     return this.upstream;
   }
 
-  // Starts a new upstream on the port of the previous one, after that one is gone.
-  async restartUpstream() {
-    const port = this.upstream.port;
-    if (this.upstream.running) await this.upstream.stop();
-    this.upstream = this.track(await startUpstream({ tmpDir: this.tmpDir, ...this.upstreamOptions, port }));
-    return this.upstream;
+  // Starts one more upstream without replacing this.upstream, for tests with several.
+  async addUpstream(options = {}) {
+    const proc = this.track(await startUpstream({ tmpDir: this.tmpDir, ...options }));
+    proc.startOptions = options;
+    return proc;
+  }
+
+  // Starts a new upstream on the port of the previous one, after that one is gone. With
+  // no argument it replaces this.upstream; given a process from addUpstream() or an
+  // earlier restart, it replaces that one and returns the new process.
+  async restartUpstream(previous = this.upstream) {
+    const port = previous.port;
+    if (previous.running) await previous.stop();
+    if (previous === this.upstream) {
+      this.upstream = this.track(await startUpstream({ tmpDir: this.tmpDir, ...this.upstreamOptions, port }));
+      return this.upstream;
+    }
+    const proc = this.track(await startUpstream({ tmpDir: this.tmpDir, ...previous.startOptions, port }));
+    proc.startOptions = previous.startOptions;
+    return proc;
   }
 
   async startQmux(options = {}) {

@@ -1,0 +1,245 @@
+/*
+ * lifecycle.c - shutdown, reload, log reopening and systemd notifications.
+ */
+#include "lifecycle.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "client.h"
+#include "log.h"
+#include "notify.h"
+#include "pool.h"
+#include "qmux.h"
+
+/* How often the STATUS line sent to systemd is refreshed. */
+#define STATUS_INTERVAL_SECONDS 10
+
+static struct event *signal_events[5];
+static struct event *shutdown_timer;
+static struct event *status_timer;
+
+static int count_active_clients(void)
+{
+    int active = 0;
+    struct client *client;
+
+    TAILQ_FOREACH(client, &qmux.clients, list_link)
+        if (client->state == CLIENT_ACTIVE)
+            active++;
+    return active;
+}
+
+static void send_status(void)
+{
+    struct pool *pool = qmux.pool;
+
+    notify_send("STATUS=%d clients, %zu requests queued, %d upstream connections logged in",
+                qmux.client_count, pool->queue.length, pool->logged_in);
+}
+
+static void status_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    send_status();
+}
+
+/* Answers every request still waiting for a connection with the shutdown error. */
+static void fail_waiting_requests(const char *text)
+{
+    struct pool *pool = qmux.pool;
+    struct client *client;
+
+    while ((client = TAILQ_FIRST(&pool->queue.head)) != NULL) {
+        client_reject_head(client, text);
+        client_process_input(client);
+    }
+    for (int i = 0; i < pool->backend_count; i++) {
+        struct backend *backend = pool->backends[i];
+
+        for (int slot = 0; slot < backend->size; slot++) {
+            struct upconn *conn = backend->conns[slot];
+
+            while ((client = TAILQ_FIRST(&conn->pinned_queue.head)) != NULL ||
+                   (client = TAILQ_FIRST(&conn->write_waiters.head)) != NULL) {
+                client_reject_head(client, text);
+                client_process_input(client);
+            }
+        }
+    }
+}
+
+static void shutdown_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    log_warn("requests still in flight after %d ms (clients.shutdown_timeout_ms); closing "
+             "them", qmux.config->shutdown_timeout_ms);
+    event_base_loopexit(qmux.base, NULL);
+}
+
+void lifecycle_shutdown(const char *why)
+{
+    if (qmux.stopping) {
+        log_warn("%s again; exiting without waiting for requests in flight", why);
+        event_base_loopexit(qmux.base, NULL);
+        return;
+    }
+    qmux.stopping = 1;
+    notify_send("STOPPING=1");
+    log_info("%s; stopping: no new clients, requests in flight get up to %d ms "
+             "(clients.shutdown_timeout_ms)", why, qmux.config->shutdown_timeout_ms);
+
+    if (qmux.listener != NULL)
+        evconnlistener_disable(qmux.listener);
+    fail_waiting_requests("qmux is shutting down");
+
+    int ms = qmux.config->shutdown_timeout_ms;
+    struct timeval timeout = { ms / 1000, (ms % 1000) * 1000 };
+    shutdown_timer = evtimer_new(qmux.base, shutdown_timeout_cb, NULL);
+    if (shutdown_timer == NULL || evtimer_add(shutdown_timer, &timeout) != 0)
+        event_base_loopexit(qmux.base, NULL);
+    lifecycle_check_drained();
+}
+
+void lifecycle_check_drained(void)
+{
+    if (qmux.stopping && count_active_clients() == 0)
+        event_base_loopexit(qmux.base, NULL);
+}
+
+/* Keeps the running value of each key that only a restart can change, with a warning. */
+static void keep_restart_only_keys(const struct config *running, struct config *next)
+{
+    if (strcmp(running->listen_address, next->listen_address) != 0 ||
+        running->listen_port != next->listen_port ||
+        running->listen_backlog != next->listen_backlog) {
+        log_warn("reload: listen.address, listen.port and listen.backlog change only with a "
+                 "restart; still listening on %s:%d", running->listen_address,
+                 running->listen_port);
+        char *address = next->listen_address;
+        next->listen_address = running->listen_address;
+        ((struct config *)running)->listen_address = address;
+        next->listen_port = running->listen_port;
+        next->listen_backlog = running->listen_backlog;
+    }
+    if (running->pool_capability != next->pool_capability) {
+        log_warn("reload: pool.capability changes only with a restart; keeping %d",
+                 running->pool_capability);
+        next->pool_capability = running->pool_capability;
+    }
+}
+
+static void log_errors(const char *errors)
+{
+    const char *line = errors;
+
+    while (*line != '\0') {
+        const char *end = strchr(line, '\n');
+        int length = end != NULL ? (int)(end - line) : (int)strlen(line);
+
+        log_error("reload: %.*s", length, line);
+        line += length + (end != NULL ? 1 : 0);
+    }
+}
+
+int lifecycle_reload(char *message, size_t message_size)
+{
+    char errors[8192];
+    const char *path = qmux.config->path;
+
+    notify_reloading();
+    struct config *next = config_load(path, errors, sizeof(errors));
+    if (next == NULL) {
+        log_errors(errors);
+        snprintf(message, message_size, "reload failed: %s is invalid; the running "
+                 "configuration stays in use (errors in the log)", path);
+        log_error("%s", message);
+        notify_send("READY=1");
+        return -1;
+    }
+
+    keep_restart_only_keys(qmux.config, next);
+    char log_message[512];
+    if (log_open(next->log_target, next->log_file, log_message, sizeof(log_message)) != 0)
+        log_error("reload: %s; logging stays as it was", log_message);
+    log_set_level(next->log_level);
+
+    if (pool_reconfigure(qmux.pool, next) != 0)
+        log_error("reload: out of memory while resizing the pool; some changes are missing");
+
+    struct config *old = qmux.config;
+    qmux.config = next;
+    config_free(old);
+
+    snprintf(message, message_size, "configuration reloaded from %s", path);
+    log_info("%s", message);
+    notify_send("READY=1");
+    send_status();
+    return 0;
+}
+
+static void signal_cb(evutil_socket_t number, short what, void *arg)
+{
+    char message[512];
+
+    (void)what;
+    (void)arg;
+    switch (number) {
+    case SIGHUP:
+        log_info("received SIGHUP; reloading %s", qmux.config->path);
+        lifecycle_reload(message, sizeof(message));
+        break;
+    case SIGUSR1:
+        log_reopen();
+        break;
+    default:
+        lifecycle_shutdown(number == SIGTERM ? "received SIGTERM" : "received SIGINT");
+        break;
+    }
+}
+
+int lifecycle_start(void)
+{
+    static const int numbers[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1 };
+
+    for (size_t i = 0; i < sizeof(numbers) / sizeof(numbers[0]); i++) {
+        signal_events[i] = evsignal_new(qmux.base, numbers[i], signal_cb, NULL);
+        if (signal_events[i] == NULL || evsignal_add(signal_events[i], NULL) != 0)
+            return -1;
+    }
+
+    struct timeval interval = { STATUS_INTERVAL_SECONDS, 0 };
+    status_timer = event_new(qmux.base, -1, EV_PERSIST, status_cb, NULL);
+    if (status_timer == NULL || event_add(status_timer, &interval) != 0)
+        return -1;
+
+    notify_init();
+    notify_send("READY=1\nMAINPID=%ld", (long)getpid());
+    send_status();
+    return 0;
+}
+
+void lifecycle_stop(void)
+{
+    for (size_t i = 0; i < sizeof(signal_events) / sizeof(signal_events[0]); i++) {
+        if (signal_events[i] != NULL)
+            event_free(signal_events[i]);
+        signal_events[i] = NULL;
+    }
+    if (shutdown_timer != NULL)
+        event_free(shutdown_timer);
+    if (status_timer != NULL)
+        event_free(status_timer);
+    shutdown_timer = NULL;
+    status_timer = NULL;
+    notify_close();
+}
