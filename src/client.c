@@ -133,6 +133,21 @@ static void close_after_flush(struct client *client, const char *reason)
     set_state(client, CLIENT_CLOSING);
 }
 
+struct client *client_find(uint64_t id)
+{
+    struct client *client;
+
+    TAILQ_FOREACH(client, &qmux.clients, list_link)
+        if (client->id == id)
+            return client;
+    return NULL;
+}
+
+const char *client_state_name(enum client_state state)
+{
+    return state_names[state];
+}
+
 void client_reap(void)
 {
     struct client *client;

@@ -124,6 +124,12 @@ void client_send_error(struct client *client, const char *text);
  * connection's links and frees it later. Safe to call twice. */
 void client_close(struct client *client, const char *reason);
 
+/* Returns the open client with this id, or NULL. */
+struct client *client_find(uint64_t id);
+
+/* Returns the name of a client state ("idle", "queued", ...). */
+const char *client_state_name(enum client_state state);
+
 /* Frees clients closed since the last call; runs outside any client callback. */
 void client_reap(void);
 

@@ -351,6 +351,12 @@ int pool_submit_sync(struct pool *pool, struct client *client)
 {
     struct upconn *conn = client->pinned;
 
+    if (pool->paused) {
+        if (reject_when_full(pool, client))
+            return 1;
+        client_wait(&pool->queue, client);
+        return 0;
+    }
     if (conn != NULL) {
         if (conn->in_idle_list) {
             take_idle(pool, conn);
@@ -375,6 +381,9 @@ int pool_submit_sync(struct pool *pool, struct client *client)
 
 struct upconn *pool_async_target(struct pool *pool)
 {
+    if (pool->paused)
+        return NULL;
+
     struct upconn *idle = least_busy_idle(pool);
 
     if (idle != NULL)
@@ -432,7 +441,7 @@ void pool_release(struct pool *pool, struct upconn *conn)
 
     /* Each waiter re-runs its head message: a sync request takes conn out of the idle
      * list (ending the loop); an async one is written and the next waiter is served. */
-    while (conn->in_idle_list) {
+    while (conn->in_idle_list && !pool->paused) {
         struct client *client = oldest_waiter(pool, conn);
 
         if (client == NULL)
@@ -451,7 +460,7 @@ void pool_forget(struct pool *pool, struct upconn *conn)
 
 void pool_serve_queue(struct pool *pool)
 {
-    while (pool->queue.length > 0 && pool->idle_count > 0) {
+    while (!pool->paused && pool->queue.length > 0 && pool->idle_count > 0) {
         struct upconn *conn = least_busy_idle(pool);
 
         /* pool_release() leaves conn idle only once both queues are empty. */
@@ -504,4 +513,57 @@ void pool_conn_lost(struct pool *pool, struct upconn *conn)
     queue_splice_front(&pool->queue, &conn->pinned_queue);
     queue_splice_front(&pool->queue, &conn->write_waiters);
     pool_serve_queue(pool);
+}
+
+void pool_pause(struct pool *pool)
+{
+    if (pool->paused)
+        return;
+    pool->paused = 1;
+    log_info("pool paused: requests wait in the queue until resume");
+}
+
+void pool_resume(struct pool *pool)
+{
+    if (!pool->paused)
+        return;
+    pool->paused = 0;
+    log_info("pool resumed with %zu requests queued", pool->queue.length);
+
+    /* Pinned waiters are served when their connection is released; kick every idle one. */
+    for (int i = 0; i < pool->backend_count; i++) {
+        struct backend *backend = pool->backends[i];
+        struct upconn *conn;
+
+        while ((conn = TAILQ_FIRST(&backend->idle)) != NULL &&
+               (conn->pinned_queue.length > 0 || pool->queue.length > 0)) {
+            take_idle(pool, conn);
+            pool_release(pool, conn);
+            if (conn->in_idle_list)
+                break;
+        }
+    }
+    pool_serve_queue(pool);
+}
+
+int pool_reconnect_all(struct pool *pool)
+{
+    int count = 0;
+
+    for (int i = 0; i < pool->backend_count; i++) {
+        struct backend *backend = pool->backends[i];
+
+        for (int slot = 0; slot < backend->size; slot++) {
+            struct upconn *conn = backend->conns[slot];
+
+            if (conn->state == UPCONN_BUSY) {
+                conn->reconnect_after = 1;
+                count++;
+            } else if (conn->state == UPCONN_IDLE) {
+                upconn_replace(conn, "replaced on request (reconnect)");
+                count++;
+            }
+        }
+    }
+    return count;
 }

@@ -31,6 +31,7 @@ struct pool {
     int rotation;                   /* round-robin cursor for ties between backends */
     int async_rotation;             /* round-robin cursor over busy connections */
     int logged_in;                  /* connections in state IDLE or BUSY */
+    int paused;                     /* admin pause: requests wait, nothing is dispatched */
     struct event *tick;             /* timeouts and health checks, every POOL_TICK_MS */
     unsigned ticks;
 };
@@ -45,6 +46,18 @@ struct pool *pool_create(const struct config *config);
  * or -1 when out of memory (the pool is then partly updated but consistent).
  */
 int pool_reconfigure(struct pool *pool, const struct config *config);
+
+/* Stops dispatching: new requests wait in the queue (subject to its timeouts) while the
+ * requests in flight finish, as before a kdb+ restart. */
+void pool_pause(struct pool *pool);
+
+/* Dispatches again, serving the queue in order. */
+void pool_resume(struct pool *pool);
+
+/* Replaces every upstream connection: idle ones at once, busy ones after their response
+ * has been relayed. No request fails. Returns the number of connections replaced or
+ * scheduled for replacement. */
+int pool_reconnect_all(struct pool *pool);
 
 /* Closes every connection and frees the pool. */
 void pool_destroy(struct pool *pool);

@@ -312,6 +312,8 @@ static int end_message(struct upconn *conn)
      * reload removed the connection while the request was in flight. */
     if (conn->retiring)
         upconn_close(conn, "removed from the pool by a reload");
+    else if (conn->reconnect_after)
+        upconn_replace(conn, "replaced on request (reconnect)");
     else
         pool_release(qmux.pool, conn);
 
@@ -644,7 +646,7 @@ void upconn_resume(struct upconn *conn)
 
 static void log_loss(struct upconn *conn, const char *reason, int was_logged_in)
 {
-    if (conn->retiring) {
+    if (conn->retiring || conn->replacing) {
         ulog_info(conn, "closed: %s", reason);
     } else if (was_logged_in) {
         stats.upstream_losses++;
@@ -760,6 +762,19 @@ void upconn_fail(struct upconn *conn, const char *reason, const char *client_err
     pool_conn_lost(qmux.pool, conn);
     if (client != NULL && !requeued)
         fail_client_in_flight(client, relayed_any, client_error);
+}
+
+void upconn_replace(struct upconn *conn, const char *reason)
+{
+    conn->reconnect_after = 0;
+    conn->replacing = 1;
+    upconn_close(conn, reason);
+    conn->replacing = 0;
+    conn->failures = 0;
+    if (!conn->retired) {
+        evtimer_del(conn->timer);
+        upconn_connect(conn);
+    }
 }
 
 void upconn_retire(struct upconn *conn)

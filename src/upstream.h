@@ -82,6 +82,8 @@ struct upconn {
 
     TAILQ_ENTRY(upconn) retired_link;  /* in backend->retired once removed */
     int retiring;                   /* removed by a reload: close when its request ends */
+    int reconnect_after;            /* replace once the request in flight is done */
+    int replacing;                  /* closing on purpose, to reconnect at once */
     int retired;                    /* closed for good; kept until shutdown */
 };
 
@@ -121,6 +123,9 @@ void upconn_fail(struct upconn *conn, const char *reason, const char *client_err
 /* Takes conn out of use for good (a reload removed it): closes it now, or after the
  * response in flight has been relayed. It is not reconnected. */
 void upconn_retire(struct upconn *conn);
+
+/* Closes conn and connects again at once, without backoff (admin reconnect). */
+void upconn_replace(struct upconn *conn, const char *reason);
 
 /* Sends pool.health_check_query on an idle connection (taken out of the idle list). */
 void upconn_check_health(struct upconn *conn);

@@ -1,0 +1,74 @@
+/*
+ * json.h - renders the object of a kdb+ IPC message as JSON text.
+ *
+ * The conventions follow kdb+'s own serializer .j.j where it has one: tables become arrays
+ * of row objects, dictionaries become objects, symbols and strings become JSON strings,
+ * temporal values become ISO-8601 text and nulls become null. docs/json.md lists the rule
+ * for every q type and every place where q and JSON disagree (infinities, GUIDs, bytes,
+ * functions, keys that are not symbols, text that is not UTF-8).
+ *
+ * The output is streamed: it is written to a caller's sink in chunks of at most
+ * JSON_CHUNK_SIZE bytes from one fixed buffer, and the whole text is never held in
+ * memory. Rendering allocates only for tables, one cursor per column (nested table columns
+ * included), so memory use depends on the column count and not on the row count.
+ *
+ * No libevent dependency: the codec library is shared by the daemon, the stand-in, the
+ * tools and the fuzz targets.
+ */
+#ifndef QMUX_JSON_H
+#define QMUX_JSON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qdec.h"
+
+/* Maximum size in bytes of one chunk passed to the sink. */
+#define JSON_CHUNK_SIZE 16384
+
+/*
+ * The sink: receives the next length bytes of the JSON text (1 <= length <=
+ * JSON_CHUNK_SIZE). Returns 0 to continue, or nonzero to stop the rendering, which then
+ * fails with JSON_WRITE_FAILED. A chunk may end inside a string, an escape sequence or a
+ * multi-byte UTF-8 character.
+ */
+typedef int (*json_write_fn)(void *ctx, const char *bytes, size_t length);
+
+/* How q's infinities (0w, -0w, 0W, -0W and the temporal ones) are rendered. JSON has no
+ * infinity, and .j.j writes the bare words inf and -inf, which are not valid JSON. */
+enum json_infinity {
+    JSON_INFINITY_NULL = 0,     /* null, as .j.jd does with the null0w option */
+    JSON_INFINITY_STRING = 1,   /* the strings "inf" and "-inf" */
+};
+
+struct json_options {
+    int pretty;                 /* nonzero: one item a line, indented by two spaces a level */
+    int infinity;               /* enum json_infinity */
+};
+
+enum json_status {
+    JSON_OK = 0,
+    JSON_INVALID_MESSAGE,       /* qdec_validate rejected the message; nothing was written */
+    JSON_WRITE_FAILED,          /* the sink returned nonzero */
+    JSON_OUT_OF_MEMORY,         /* the column cursors of a table could not be allocated */
+    JSON_INVALID_ARGUMENT,      /* no sink, or an unknown json_options.infinity value */
+};
+
+/*
+ * Validates msg[0..len), one whole uncompressed message, with qdec_validate, then writes
+ * the JSON text of its object to write(ctx, ...). options may be NULL for the defaults
+ * (compact output, infinities as null). The text has no trailing newline.
+ *
+ * Returns an enum json_status. When err is not NULL it is filled on failure: for
+ * JSON_INVALID_MESSAGE with qdec's status, offset and reason (so a compressed message
+ * fails with QDEC_COMPRESSED; decompress it first); for the other failures with status
+ * QDEC_STOPPED, the offset of the value being rendered and a message naming the cause.
+ * After JSON_WRITE_FAILED or JSON_OUT_OF_MEMORY the sink has received part of the text.
+ */
+int json_render(const uint8_t *msg, uint64_t len, const struct json_options *options,
+                json_write_fn write, void *ctx, struct qdec_error *err);
+
+/* Returns a short description of an enum json_status ("the sink failed", ...). */
+const char *json_status_text(int status);
+
+#endif
