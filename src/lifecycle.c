@@ -180,7 +180,7 @@ int lifecycle_reload(char *message, size_t message_size)
     qmux.config = next;
     config_free(old);
 
-    snprintf(message, message_size, "configuration reloaded from %s", path);
+    snprintf(message, message_size, "configuration reloaded from %s", next->path);
     log_info("%s", message);
     notify_send("READY=1");
     send_status();

@@ -231,3 +231,25 @@ integrationTest('max_per_user limits one user name', async (env) => {
   assert.deepEqual(await alice[0].query('1+1'), { long: 2n }, 'the first two stay connected');
   for (const client of [...alice, bob]) client.destroy();
 });
+
+integrationTest('out of descriptors pauses accepting', async (env) => {
+  await env.startUpstream();
+  // ASan and the event loop use some descriptors; 64 leaves room for a few dozen clients.
+  await env.startQmux({ poolSize: 1, openFiles: 64 });
+
+  const crowd = [];
+  for (let i = 0; i < 100; i++) {
+    crowd.push(await RawConnection.connect(env.qmux.port).catch(() => null));
+  }
+  await waitFor(() => /accept failed: Too many open files with \d+ clients connected; pausing accepts for 100 ms/
+    .test(env.qmux.stderr), { timeoutMs: 3000, what: 'the pause line' });
+  await sleep(1000);
+  const lines = (env.qmux.stderr.match(/accept failed/g) || []).length;
+  assert.ok(lines <= 3, `accept failures logged ${lines} times in about a second, not once per retry`);
+
+  for (const connection of crowd) if (connection) connection.destroy();
+  await sleep(300);
+  const client = await connectClient(env.qmux.port);
+  assert.deepEqual(await client.query('2+3', 3000), { long: 5n }, 'accepting resumes');
+  client.destroy();
+});

@@ -10,6 +10,7 @@
  * connection closed before all responses arrived) or invalid usage.
  */
 #include "ipc.h"
+#include "notifysock.h"
 #include "qload.h"
 #include "qwire.h"
 
@@ -434,5 +435,7 @@ int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "load") == 0)
         return qload_main(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "notify-socket") == 0)
+        return notify_socket_main(argc - 1, argv + 1);
     return query_main(argc, argv);
 }

@@ -248,7 +248,7 @@ function qmuxConfigText(options) {
       `{ host = "${HOST}"; port = ${port}; user = "${o.user}"; password = "${o.password}"; }`).join(', ')} );`,
     `clients = { max_message_size = ${o.maxMessageSize}; output_high_watermark = ${o.highWatermark}; ` +
       `output_low_watermark = ${o.lowWatermark}; ${settingsText(o.clients)} };`,
-    `log = { level = "${o.logLevel}"; };`,
+    `log = { level = "${o.logLevel}"; ${settingsText(o.log)} };`,
     '',
   ].join('\n');
 }
@@ -261,7 +261,12 @@ async function startQmux({ tmpDir, upstreamPort, waitReady = true, ...options })
     const listenPort = await freePort();
     const configPath = path.join(tmpDir, 'qmux.conf');
     fs.writeFileSync(configPath, qmuxConfigText({ listenPort, upstreamPort, ...options }));
-    const proc = new ManagedProcess('qmux', QMUX, ['-c', configPath]);
+    const processOptions = options.processEnv ? { env: { ...SANITIZER_ENV, ...options.processEnv } } : {};
+    // options.openFiles runs qmux under prlimit with that RLIMIT_NOFILE (soft and hard).
+    const proc = options.openFiles
+      ? new ManagedProcess('qmux', 'prlimit', [`--nofile=${options.openFiles}:${options.openFiles}`,
+        QMUX, '-c', configPath], processOptions)
+      : new ManagedProcess('qmux', QMUX, ['-c', configPath], processOptions);
     proc.port = listenPort;
     proc.configPath = configPath;
     if (!waitReady) return proc;
