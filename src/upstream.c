@@ -652,9 +652,10 @@ static void log_loss(struct upconn *conn, const char *reason, int was_logged_in)
         stats.upstream_losses++;
         gettimeofday(&conn->down_since, NULL);
         ulog_warn(conn, "connection closed: %s; reconnecting", reason);
-    } else if (conn->failures <= 1 || strcmp(reason, conn->last_error) != 0) {
-        /* The first failed attempt after start or after a loss, and any new kind of
-         * failure, are worth a warning; repeats of the same failure are not. */
+    } else if (conn->failures == 0 || strcmp(reason, conn->last_error) != 0) {
+        /* The first failed attempt, and any failure unlike the previous one (such as a
+         * rejected login after a lost connection), are worth a warning; repeats of the
+         * same failure are not. */
         if (!conn->ever_connected && conn->failures == 0)
             gettimeofday(&conn->down_since, NULL);
         ulog_warn(conn, "%s; retrying with backoff up to %d ms", reason,
