@@ -706,6 +706,35 @@ static int start_handshake_timer(struct client *client)
     return evtimer_add(client->handshake_timer, &timeout);
 }
 
+/* Allocates a client in state HANDSHAKE and links it into qmux.clients. */
+static struct client *client_new(const char *peer, int local)
+{
+    struct client *client = calloc(1, sizeof(*client));
+
+    if (client == NULL)
+        return NULL;
+    stats.clients_accepted++;
+    client->id = qmux_next_id();
+    snprintf(client->peer, sizeof(client->peer), "%s", peer);
+    client->local = local;
+    gettimeofday(&client->connected_at, NULL);
+    client->last_read = client->connected_at;
+    client->state = CLIENT_HANDSHAKE;
+    TAILQ_INSERT_TAIL(&qmux.clients, client, list_link);
+    qmux.client_count++;
+    return client;
+}
+
+/* Installs the callbacks, watermarks and timeouts on client->bev and starts reading. */
+static void client_start_io(struct client *client)
+{
+    bufferevent_setcb(client->bev, read_cb, write_cb, event_cb, client);
+    bufferevent_setwatermark(client->bev, EV_WRITE, qmux.config->output_low_watermark, 0);
+    set_read_limit(client, 0);
+    set_send_timeout(client);
+    bufferevent_enable(client->bev, EV_READ | EV_WRITE);
+}
+
 static void accept_cb(struct evconnlistener *listener, evutil_socket_t fd,
                       struct sockaddr *address, int length, void *arg)
 {
@@ -722,20 +751,12 @@ static void accept_cb(struct evconnlistener *listener, evutil_socket_t fd,
         return;
     }
 
-    struct client *client = calloc(1, sizeof(*client));
+    struct client *client = client_new(peer, peer_is_local(fd, address));
     if (client == NULL) {
         log_error("rejecting connection from %s: out of memory", peer);
         evutil_closesocket(fd);
         return;
     }
-    stats.clients_accepted++;
-    client->id = qmux_next_id();
-    snprintf(client->peer, sizeof(client->peer), "%s", peer);
-    client->local = peer_is_local(fd, address);
-    gettimeofday(&client->connected_at, NULL);
-    client->state = CLIENT_HANDSHAKE;
-    TAILQ_INSERT_TAIL(&qmux.clients, client, list_link);
-    qmux.client_count++;
 
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -745,17 +766,28 @@ static void accept_cb(struct evconnlistener *listener, evutil_socket_t fd,
         client_close(client, "out of memory while accepting");
         return;
     }
-    bufferevent_setcb(client->bev, read_cb, write_cb, event_cb, client);
-    bufferevent_setwatermark(client->bev, EV_WRITE, qmux.config->output_low_watermark, 0);
-    set_read_limit(client, 0);
-    set_send_timeout(client);
-    client->last_read = client->connected_at;
-    bufferevent_enable(client->bev, EV_READ | EV_WRITE);
+    client_start_io(client);
     if (start_handshake_timer(client) != 0) {
         client_close(client, "out of memory while accepting");
         return;
     }
     clog_debug(client, "connected");
+}
+
+struct client *client_attach(struct bufferevent *bev, const char *peer, const char *user,
+                             int capability)
+{
+    struct client *client = client_new(peer, 1);
+
+    if (client == NULL)
+        return NULL;
+    client->bev = bev;
+    log_sanitize(client->user, sizeof(client->user), user, strlen(user));
+    client->capability = capability;
+    client_start_io(client);
+    set_state(client, CLIENT_IDLE);
+    clog_debug(client, "attached as user %s, capability %d", client->user, capability);
+    return client;
 }
 
 /* How long accepting pauses when the process or the system runs out of descriptors. */

@@ -87,6 +87,16 @@ int client_listen(void);
 void client_listen_close(void);
 
 /*
+ * Makes a client of one end of an in-process bufferevent pair, already past the
+ * handshake, so that another front end (the HTTP gateway) sends kdb+ messages through
+ * the same queue, limits and ordering as TCP clients. The client owns bev from now on
+ * and frees it when it closes; peer and user appear in logs. Returns NULL when out of
+ * memory (bev is then still the caller's).
+ */
+struct client *client_attach(struct bufferevent *bev, const char *peer, const char *user,
+                             int capability);
+
+/*
  * Reads and acts on every complete message at the head of the client's input that its
  * state allows. Called on new input and whenever the client returns to IDLE.
  */
