@@ -60,22 +60,14 @@ static void set_read_limit(struct client *client, uint64_t limit)
 
 void client_send_error(struct client *client, const char *text)
 {
-    size_t text_len = strlen(text);
-    uint8_t header[IPC_HEADER_SIZE];
-    uint8_t error_type = 0x80;
-    uint8_t nul = 0;
+    uint8_t message[IPC_ERROR_MESSAGE_MAX];
 
     if (client->bev == NULL)
         return;
-    ipc_header_write(header, IPC_RESPONSE, IPC_HEADER_SIZE + 1 + text_len + 1);
-
-    struct evbuffer *output = bufferevent_get_output(client->bev);
-    evbuffer_add(output, header, sizeof(header));
-    evbuffer_add(output, &error_type, 1);
-    evbuffer_add(output, text, text_len);
-    evbuffer_add(output, &nul, 1);
-    client->bytes_out += IPC_HEADER_SIZE + text_len + 2;
-    stats.bytes_to_clients += IPC_HEADER_SIZE + text_len + 2;
+    size_t length = ipc_error_message(message, sizeof(message), text);
+    bufferevent_write(client->bev, message, length);
+    client->bytes_out += length;
+    stats.bytes_to_clients += length;
 }
 
 void client_close(struct client *client, const char *reason)

@@ -111,3 +111,16 @@ int ipc_handshake_parse(const uint8_t *buf, size_t len, size_t max_len, struct i
     out->user_len = colon ? (size_t)(colon - buf) : out->credentials_len;
     return IPC_HANDSHAKE_DONE;
 }
+
+size_t ipc_error_message(uint8_t *out, size_t size, const char *text)
+{
+    size_t room = size - IPC_HEADER_SIZE - 2;
+    size_t text_len = strnlen(text, room);
+    size_t length = IPC_HEADER_SIZE + 1 + text_len + 1;
+
+    ipc_header_write(out, IPC_RESPONSE, length);
+    out[IPC_HEADER_SIZE] = 0x80;
+    memcpy(out + IPC_HEADER_SIZE + 1, text, text_len);
+    out[length - 1] = 0;
+    return length;
+}

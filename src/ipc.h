@@ -51,6 +51,15 @@ int ipc_header_parse(const uint8_t raw[IPC_HEADER_SIZE], struct ipc_header *out)
 /* Writes a little-endian, uncompressed header for a message of total length bytes. */
 void ipc_header_write(uint8_t raw[IPC_HEADER_SIZE], int type, uint64_t length);
 
+/*
+ * Writes a complete kdb+ error response ('text) into out: header, type byte -128, the text
+ * and its NUL. A text too long for size bytes is cut. Returns the message length.
+ */
+size_t ipc_error_message(uint8_t *out, size_t size, const char *text);
+
+/* Room for any error message qmux sends. */
+#define IPC_ERROR_MESSAGE_MAX 512
+
 /* Returns a short text for an ipc_status ("invalid message type byte", ...). */
 const char *ipc_status_text(int status);
 

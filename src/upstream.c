@@ -89,16 +89,9 @@ static void output_add(struct upconn *conn, const void *data, size_t length)
 
 static void send_error_upstream(struct upconn *conn, const char *text)
 {
-    size_t text_len = strlen(text);
-    uint8_t header[IPC_HEADER_SIZE];
-    uint8_t error_type = 0x80;
-    uint8_t nul = 0;
+    uint8_t message[IPC_ERROR_MESSAGE_MAX];
 
-    ipc_header_write(header, IPC_RESPONSE, IPC_HEADER_SIZE + 1 + text_len + 1);
-    output_add(conn, header, sizeof(header));
-    output_add(conn, &error_type, 1);
-    output_add(conn, text, text_len);
-    output_add(conn, &nul, 1);
+    output_add(conn, message, ipc_error_message(message, sizeof(message), text));
 }
 
 /* Sends text as a sync request whose body is a char vector, as q's h"text" does. */

@@ -175,6 +175,31 @@ START_TEST(handshake_leaves_following_bytes)
 }
 END_TEST
 
+START_TEST(error_message_matches_kdb)
+{
+    /* kdb+'s response carrying 'length. */
+    static const uint8_t expected[] = { 1, 2, 0, 0, 16, 0, 0, 0, 0x80, 'l', 'e', 'n', 'g', 't',
+                                        'h', 0 };
+    uint8_t out[64];
+
+    ck_assert_uint_eq(ipc_error_message(out, sizeof(out), "length"), sizeof(expected));
+    ck_assert_mem_eq(out, expected, sizeof(expected));
+}
+END_TEST
+
+START_TEST(error_message_cut_to_size)
+{
+    uint8_t out[20];
+    struct ipc_header header;
+    size_t length = ipc_error_message(out, sizeof(out), "a long error text that does not fit");
+
+    ck_assert_uint_eq(length, sizeof(out));
+    ck_assert_int_eq(ipc_header_parse(out, &header), IPC_OK);
+    ck_assert_uint_eq(header.length, sizeof(out));
+    ck_assert_uint_eq(out[sizeof(out) - 1], 0);
+}
+END_TEST
+
 Suite *ipc_suite(void)
 {
     Suite *suite = suite_create("ipc");
@@ -185,6 +210,8 @@ Suite *ipc_suite(void)
                         (int)(sizeof(header_cases) / sizeof(header_cases[0])));
     tcase_add_test(header, header_write_round_trip);
     tcase_add_test(header, header_write_matches_kdb);
+    tcase_add_test(header, error_message_matches_kdb);
+    tcase_add_test(header, error_message_cut_to_size);
     suite_add_tcase(suite, header);
 
     tcase_add_test(handshake, handshake_with_capability);
