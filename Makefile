@@ -22,7 +22,8 @@ OPTFLAGS ?= -O2 -g
 WARNFLAGS = -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
             -Wmissing-prototypes -Wformat=2 -Wsign-compare -Wno-format-nonliteral
 DEPFLAGS = -MMD -MP
-PKGS = libevent libconfig zlib
+# libcrypto (OpenSSL) provides PBKDF2 and SHA-2 for the users file.
+PKGS = libevent libconfig zlib libcrypto
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
@@ -136,10 +137,10 @@ clean:
 # $(BUILD)/fuzz/artifacts/<target>/.
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 600
-FUZZ_TARGETS = qdec decompress header handshake
+FUZZ_TARGETS = qdec decompress header handshake json
 FUZZ_CFLAGS = -std=gnu11 -O1 -g $(WARNFLAGS) $(DEPFLAGS) -Isrc -Isrc/codec \
               -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
-FUZZ_LIB_SRCS = src/ipc.c src/codec/qdec.c src/codec/compress.c
+FUZZ_LIB_SRCS = src/ipc.c src/codec/qdec.c src/codec/compress.c src/codec/json.c
 FUZZ_LIB_OBJS = $(FUZZ_LIB_SRCS:%.c=$(BUILD)/fuzz/obj/%.o)
 FUZZ_BINS = $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
 FUZZ_MAIN_OBJS = $(FUZZ_TARGETS:%=$(BUILD)/fuzz/obj/tests/fuzz/fuzz_%.o)

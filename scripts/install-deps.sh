@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Install what building and testing qmux needs and is missing on a Debian machine:
-# the C libraries (libevent, libconfig, zlib, Check), pkg-config, clang for the fuzz
+# the C libraries (libevent, libconfig, zlib, OpenSSL, Check), pkg-config, clang for the fuzz
 # targets, mandoc for the man page checks, and Node.js with npm for the node-q tests.
+# make bench also needs valgrind for its instruction count, because perf has no hardware
+# counters in many virtual machines.
 # Run as root (or with sudo available). Prints nothing when everything is present.
 set -euo pipefail
 
-packages=(build-essential pkg-config libevent-dev libconfig-dev zlib1g-dev check
-          clang libclang-rt-dev mandoc nodejs npm procps curl)
+packages=(build-essential pkg-config libevent-dev libconfig-dev zlib1g-dev libssl-dev check
+          clang libclang-rt-dev mandoc nodejs npm procps curl valgrind)
 
 missing=()
 for package in "${packages[@]}"; do

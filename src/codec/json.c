@@ -3,7 +3,7 @@
  *
  * json_render validates the whole message with qdec_validate before it writes anything,
  * and then renders from the validated bytes with its own recursive reader. The reader
- * relies on that validation for every count, type byte and terminating NUL, and it asks
+ * relies on that validation for every count, type byte and terminating NUL. It calls
  * qdec_skip for the size of an object only where it must jump over one (a dictionary's
  * keys, a table's columns). Output goes through struct writer, which escapes, indents and
  * flushes a fixed buffer to the sink.
@@ -456,8 +456,9 @@ static void format_timespan(char *out, int64_t nanoseconds)
              within_day % (uint64_t)NANOSECONDS_PER_SECOND);
 }
 
-/* A datetime is a double of days, shown to the millisecond. Beyond this many days from
- * 2000.01.01 (about 270 million years) the milliseconds no longer fit in an int64_t. */
+/* A datetime is a double of days, shown to the millisecond. Within this many days of
+ * 2000.01.01 (about 270 million years) the milliseconds fit in an int64_t with room to
+ * spare. The limit is this renderer's choice, not kdb+'s. */
 #define DATETIME_MAX_DAYS 1e11
 
 /* Formats a finite datetime, or returns 0 when it is too far from 2000.01.01. */
@@ -1069,8 +1070,8 @@ static int render_error(struct renderer *r, uint64_t offset, uint64_t *end)
 
 /* ---- functions ------------------------------------------------------------------------- */
 
-/* Primitive codes index this list of glyphs; codes 20 and above name built-ins whose
- * glyphs the protocol notes do not give. */
+/* Primitive codes 0..19 index this list of glyphs. Codes 20 and above are named built-ins
+ * (insert is operator 28), which this renderer does not map to names. */
 static const char PRIMITIVE_GLYPHS[] = ":+-*%&|^=<>$,#_~!?@.";
 
 /* The suffixes of types 106..111, the function with an iterator applied. */

@@ -34,7 +34,7 @@
  */
 typedef int (*json_write_fn)(void *ctx, const char *bytes, size_t length);
 
-/* How q's infinities (0w, -0w, 0W, -0W and the temporal ones) are rendered. JSON has no
+/* Rendering of q's infinities (0w, -0w, 0W, -0W and the temporal ones). JSON has no
  * infinity, and .j.j writes the bare words inf and -inf, which are not valid JSON. */
 enum json_infinity {
     JSON_INFINITY_NULL = 0,     /* null, as .j.jd does with the null0w option */
@@ -59,10 +59,10 @@ enum json_status {
  * the JSON text of its object to write(ctx, ...). options may be NULL for the defaults
  * (compact output, infinities as null). The text has no trailing newline.
  *
- * Returns an enum json_status. When err is not NULL it is filled on failure: for
- * JSON_INVALID_MESSAGE with qdec's status, offset and reason (so a compressed message
- * fails with QDEC_COMPRESSED; decompress it first); for the other failures with status
- * QDEC_STOPPED, the offset of the value being rendered and a message naming the cause.
+ * Returns an enum json_status, and on failure fills err when it is not NULL. For
+ * JSON_INVALID_MESSAGE, err has qdec's status, offset and reason, so a compressed message
+ * fails with QDEC_COMPRESSED and must be decompressed first. For the other failures, err
+ * has status QDEC_STOPPED, the offset of the value being rendered and the cause.
  * After JSON_WRITE_FAILED or JSON_OUT_OF_MEMORY the sink has received part of the text.
  */
 int json_render(const uint8_t *msg, uint64_t len, const struct json_options *options,

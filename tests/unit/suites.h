@@ -11,6 +11,7 @@ Suite *config_suite(void);
 Suite *compress_suite(void);
 Suite *qenc_suite(void);
 Suite *qdec_suite(void);
+Suite *json_suite(void);
 
 /* Returns the path of the shared serialization samples folder, or NULL (after printing a
  * SKIP line naming the path that was tried) when it is absent. */
