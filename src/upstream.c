@@ -9,7 +9,10 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/dns.h>
@@ -23,9 +26,10 @@
 #include "qmux.h"
 #include "stats.h"
 
-/* Bytes read from an upstream socket per read call: large reads keep the syscall count
- * low when a big result streams through. */
+/* Most bytes read from an upstream socket per call, and written to one per call: large
+ * transfers keep the system-call count low when a big result streams through. */
 #define UPSTREAM_READ_CHUNK (256 * 1024)
+#define UPSTREAM_WRITE_CHUNK (256 * 1024)
 
 /* Messages of 2^31 bytes and more need capability 5 or 6 on the receiving side. */
 #define LARGE_MESSAGE (UINT64_C(1) << 31)
@@ -162,7 +166,7 @@ static void finish_login(struct upconn *conn, int capability)
 /* Reads the one-byte login reply. Returns 1 when logged in. */
 static int read_login_reply(struct upconn *conn)
 {
-    struct evbuffer *input = bufferevent_get_input(conn->bev);
+    struct evbuffer *input = conn->input;
     uint8_t reply;
 
     if (evbuffer_remove(input, &reply, 1) != 1)
@@ -224,7 +228,7 @@ static void finish_conversion(struct upconn *conn, struct client *client)
  * when conn was closed. */
 static int begin_message(struct upconn *conn)
 {
-    struct evbuffer *input = bufferevent_get_input(conn->bev);
+    struct evbuffer *input = conn->input;
     uint8_t raw[IPC_HEADER_SIZE];
     struct ipc_header header;
 
@@ -329,7 +333,7 @@ static int output_over_watermark(const struct client *client)
 static void pause_reading(struct upconn *conn)
 {
     conn->read_paused = 1;
-    bufferevent_disable(conn->bev, EV_READ);
+    event_del(conn->read_event);
 }
 
 /* Adds n bytes of the message to conn->collected. Returns 0 when conn was closed. */
@@ -348,7 +352,7 @@ static int collect(struct upconn *conn, struct evbuffer *input, uint64_t n)
 /* Frames and relays everything buffered from upstream. */
 static void relay(struct upconn *conn)
 {
-    struct evbuffer *input = bufferevent_get_input(conn->bev);
+    struct evbuffer *input = conn->input;
 
     while (conn->bev != NULL && !conn->read_paused) {
         size_t available = evbuffer_get_length(input);
@@ -385,15 +389,99 @@ static void relay(struct upconn *conn)
     }
 }
 
-static void read_cb(struct bufferevent *bev, void *arg)
+/*
+ * Reads what the socket holds, up to UPSTREAM_READ_CHUNK, into conn->input. libevent 2.1's
+ * bufferevents read at most 4 KiB per call, which makes a 1 GB result cost 250,000 reads;
+ * qmux reads upstream sockets itself so one call can take a large chunk. Returns the
+ * bytes read, 0 at end of file, or -1 on an error (errno set; EAGAIN means nothing yet).
+ */
+static ssize_t read_socket(struct upconn *conn, evutil_socket_t fd)
+{
+    int available = 0;
+    struct evbuffer_iovec space[2];
+
+    if (ioctl(fd, FIONREAD, &available) != 0 || available <= 0)
+        available = 4096;
+    if (available > UPSTREAM_READ_CHUNK)
+        available = UPSTREAM_READ_CHUNK;
+
+    int count = evbuffer_reserve_space(conn->input, available, space, 2);
+    if (count <= 0) {
+        errno = ENOMEM;
+        return -1;
+    }
+    struct iovec vectors[2];
+    for (int i = 0; i < count; i++) {
+        vectors[i].iov_base = space[i].iov_base;
+        vectors[i].iov_len = space[i].iov_len;
+    }
+
+    ssize_t n = readv(fd, vectors, count);
+    if (n <= 0)
+        return n;
+
+    /* Commit exactly what arrived: trim the reserved extents to n bytes. */
+    size_t left = (size_t)n;
+    for (int i = 0; i < count; i++) {
+        if (space[i].iov_len > left)
+            space[i].iov_len = left;
+        left -= space[i].iov_len;
+    }
+    evbuffer_commit_space(conn->input, space, count);
+    return n;
+}
+
+static void read_event_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct upconn *conn = arg;
+    char reason[256];
 
-    (void)bev;
+    (void)what;
+    ssize_t n = read_socket(conn, fd);
+    if (n == 0) {
+        if (conn->state == UPCONN_LOGIN)
+            snprintf(reason, sizeof(reason), "login rejected by upstream (check user and "
+                     "password of upstreams entry %d)", conn->backend->index + 1);
+        else
+            snprintf(reason, sizeof(reason), "connection closed by upstream");
+        upconn_close(conn, reason);
+        return;
+    }
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            return;
+        snprintf(reason, sizeof(reason), "socket error: %s", strerror(errno));
+        upconn_close(conn, reason);
+        return;
+    }
+
     if (conn->state == UPCONN_LOGIN && !read_login_reply(conn))
         return;
     if (conn->bev != NULL)
         relay(conn);
+}
+
+/* Starts reading the connected socket with read_event_cb instead of the bufferevent. */
+static int start_reading(struct upconn *conn)
+{
+    evutil_socket_t fd = bufferevent_getfd(conn->bev);
+
+    conn->input = evbuffer_new();
+    conn->read_event = event_new(qmux.base, fd, EV_READ | EV_PERSIST, read_event_cb, conn);
+    if (conn->input == NULL || conn->read_event == NULL)
+        return -1;
+    return event_add(conn->read_event, NULL);
+}
+
+/* Frees the read event and the input buffer of a closing connection. */
+static void stop_reading(struct upconn *conn)
+{
+    if (conn->read_event != NULL)
+        event_free(conn->read_event);
+    if (conn->input != NULL)
+        evbuffer_free(conn->input);
+    conn->read_event = NULL;
+    conn->input = NULL;
 }
 
 static void send_login(struct upconn *conn)
@@ -447,6 +535,10 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 
     if (what & BEV_EVENT_CONNECTED) {
         set_socket_options(bev);
+        if (start_reading(conn) != 0) {
+            upconn_close(conn, "out of memory while setting up the connection");
+            return;
+        }
         send_login(conn);
         return;
     }
@@ -508,10 +600,11 @@ void upconn_connect(struct upconn *conn)
         upconn_close(conn, "out of memory");
         return;
     }
-    bufferevent_setcb(conn->bev, read_cb, write_cb, event_cb, conn);
+    /* The bufferevent writes and reports the connect; read_event_cb does the reading. */
+    bufferevent_setcb(conn->bev, NULL, write_cb, event_cb, conn);
     bufferevent_setwatermark(conn->bev, EV_WRITE, qmux.config->output_low_watermark, 0);
-    bufferevent_set_max_single_read(conn->bev, UPSTREAM_READ_CHUNK);
-    bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
+    bufferevent_set_max_single_write(conn->bev, UPSTREAM_WRITE_CHUNK);
+    bufferevent_enable(conn->bev, EV_WRITE);
 
     upconn_set_state(conn, UPCONN_CONNECTING);
     arm_timer(conn, qmux.config->connect_timeout_ms);
@@ -633,7 +726,7 @@ void upconn_resume(struct upconn *conn)
     if (!conn->read_paused || conn->bev == NULL)
         return;
     conn->read_paused = 0;
-    bufferevent_enable(conn->bev, EV_READ);
+    event_add(conn->read_event, NULL);
     relay(conn);
 }
 
@@ -731,6 +824,7 @@ void upconn_fail(struct upconn *conn, const char *reason, const char *client_err
     if (conn->timer != NULL)
         evtimer_del(conn->timer);
     conn->health_check = 0;
+    stop_reading(conn);
     if (conn->bev != NULL) {
         bufferevent_free(conn->bev);
         conn->bev = NULL;
@@ -788,6 +882,7 @@ void upconn_retire(struct upconn *conn)
 
 void upconn_destroy(struct upconn *conn)
 {
+    stop_reading(conn);
     if (conn->bev != NULL) {
         bufferevent_free(conn->bev);
         conn->bev = NULL;

@@ -36,7 +36,9 @@ struct upconn {
     uint64_t id;                    /* new id for every connect */
     struct backend *backend;
     int slot;                       /* index within backend->conns */
-    struct bufferevent *bev;
+    struct bufferevent *bev;        /* writes, and reports the connect */
+    struct event *read_event;       /* reads the socket once connected */
+    struct evbuffer *input;         /* bytes read and not relayed yet */
     enum upconn_state state;
     int capability;                 /* agreed in the handshake */
     struct timeval since;           /* entered the current state */
