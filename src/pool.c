@@ -297,6 +297,37 @@ static int conn_logged_in(const struct upconn *conn)
 /* Returns an idle connection of the backend with the fewest requests in flight (ties
  * go round-robin), or NULL when no connection is idle. kdb+ evaluates one request at a
  * time per process, so spreading requests over processes is what shortens waits. */
+/* Returns when the longest-running request in flight on backend was sent (zero when
+ * none is). */
+static struct timeval oldest_busy_since(const struct backend *backend)
+{
+    struct timeval oldest = { 0, 0 };
+
+    for (int slot = 0; slot < backend->size; slot++) {
+        const struct upconn *conn = backend->conns[slot];
+
+        if (conn->state == UPCONN_BUSY &&
+            (oldest.tv_sec == 0 || timercmp(&conn->since, &oldest, <)))
+            oldest = conn->since;
+    }
+    return oldest;
+}
+
+/* Returns 1 when candidate is a better choice than best: fewer requests in flight, or as
+ * many but none running as long. A request that has run long is likely to run longer,
+ * and a single-threaded kdb+ answers the next request only after it. */
+static int less_busy(const struct backend *candidate, const struct backend *best)
+{
+    if (candidate->busy_count != best->busy_count)
+        return candidate->busy_count < best->busy_count;
+    if (candidate->busy_count == 0)
+        return 0;
+
+    struct timeval candidate_oldest = oldest_busy_since(candidate);
+    struct timeval best_oldest = oldest_busy_since(best);
+    return timercmp(&candidate_oldest, &best_oldest, >);
+}
+
 static struct upconn *least_busy_idle(struct pool *pool)
 {
     struct backend *best = NULL;
@@ -304,7 +335,7 @@ static struct upconn *least_busy_idle(struct pool *pool)
     for (int step = 0; step < pool->backend_count; step++) {
         struct backend *backend = pool->backends[(pool->rotation + step) % pool->backend_count];
 
-        if (backend->idle_count > 0 && (best == NULL || backend->busy_count < best->busy_count))
+        if (backend->idle_count > 0 && (best == NULL || less_busy(backend, best)))
             best = backend;
     }
     if (best == NULL)

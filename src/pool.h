@@ -65,7 +65,8 @@ void pool_destroy(struct pool *pool);
 /*
  * Places the client's head message, a sync request: sends it at once on an idle
  * connection (the pinned one, if the client is pinned) or queues the client. Among
- * backends with an idle connection, the one with the fewest requests in flight wins.
+ * backends with an idle connection, the one with the fewest requests in flight wins; among
+ * equals, the one whose longest-running request started last.
  * Returns 1 when the request was answered with an error at once (the queue is full, or
  * no upstream is up and pool.unavailable_wait_ms is 0), else 0.
  */
