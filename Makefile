@@ -82,6 +82,7 @@ check:
 	scripts/install-deps.sh
 	$(MAKE) all $(BUILD)/unit-tests
 	$(MAKE) unit
+	scripts/check-docs.sh
 	$(MAKE) fuzz-smoke
 	$(MAKE) integration
 

@@ -253,3 +253,38 @@ integrationTest('out of descriptors pauses accepting', async (env) => {
   assert.deepEqual(await client.query('2+3', 3000), { long: 5n }, 'accepting resumes');
   client.destroy();
 });
+
+integrationTest('handshake timeout closes a silent client', async (env) => {
+  await env.startUpstream();
+  await env.startQmux({ poolSize: 1, clients: { handshake_timeout_ms: 300 } });
+
+  const silent = await RawConnection.connect(env.qmux.port);
+  const started = Date.now();
+  assert.equal(await silent.waitClosed(2000), true, 'the silent client is closed');
+  const elapsed = Date.now() - started;
+  assert.ok(elapsed >= 250 && elapsed < 1500, `closed after ${elapsed} ms`);
+  assert.match(env.qmux.stderr, /handshake not completed within 300 ms \(clients\.handshake_timeout_ms\)/);
+
+  const client = await connectClient(env.qmux.port);
+  assert.deepEqual(await client.query('2+3'), { long: 5n }, 'a client that logs in is served');
+  client.destroy();
+});
+
+integrationTest('connect timeout gives up on a silent upstream',
+  { skip: upstreamIsQ() && 'stops the upstream process with SIGSTOP' }, async (env) => {
+    await env.startUpstream();
+    // Stopped, the stand-in's kernel still completes TCP connects but nothing answers the
+    // login, so only pool.connect_timeout_ms ends the attempt.
+    process.kill(env.upstream.pid, 'SIGSTOP');
+    try {
+      await env.startQmux({ poolSize: 1, connectTimeoutMs: 300, reconnectMinMs: 50,
+        reconnectMaxMs: 100 });
+      await waitFor(() => /login timed out after 300 ms \(pool\.connect_timeout_ms\)/.test(env.qmux.stderr),
+        { timeoutMs: 3000, what: 'the login timeout' });
+    } finally {
+      process.kill(env.upstream.pid, 'SIGCONT');
+    }
+    const client = await connectClient(env.qmux.port);
+    assert.deepEqual(await client.query('2+3', 5000), { long: 5n }, 'served once the upstream answers');
+    client.destroy();
+  });

@@ -215,15 +215,21 @@ async function startUpstream({ port = 0, args = [], user = UPSTREAM_USER, passwo
   throw lastError;
 }
 
-// Writes { key: value } as libconfig settings: strings quoted, numbers as they are.
+// Writes { key: value } as libconfig settings: strings quoted, numbers as they are,
+// arrays as lists of strings.
 function settingsText(settings = {}) {
+  const format = (value) => {
+    if (Array.isArray(value)) return `( ${value.map((item) => `"${item}"`).join(', ')} )`;
+    return typeof value === 'string' ? `"${value}"` : value;
+  };
   return Object.entries(settings)
-    .map(([key, value]) => `${key} = ${typeof value === 'string' ? `"${value}"` : value};`)
+    .map(([key, value]) => `${key} = ${format(value)};`)
     .join(' ');
 }
 
 // Returns the text of a qmux configuration file. options.pool and options.clients add
-// settings to those groups; options.upstreamPorts lists several upstreams.
+// settings to those groups; options.admin and options.http, when given, write those
+// groups; options.upstreamPorts lists several upstreams.
 function qmuxConfigText(options) {
   const o = {
     poolSize: 4,
@@ -249,6 +255,8 @@ function qmuxConfigText(options) {
     `clients = { max_message_size = ${o.maxMessageSize}; output_high_watermark = ${o.highWatermark}; ` +
       `output_low_watermark = ${o.lowWatermark}; ${settingsText(o.clients)} };`,
     `log = { level = "${o.logLevel}"; ${settingsText(o.log)} };`,
+    o.admin ? `admin = { ${settingsText(o.admin)} };` : '',
+    o.http ? `http = { ${settingsText(o.http)} };` : '',
     '',
   ].join('\n');
 }
@@ -353,6 +361,9 @@ class TestEnvironment {
     for (const proc of this.processes) {
       const match = proc.stderr.match(SANITIZER_PATTERN);
       if (match) throw new Error(`${proc.name} log contains a sanitizer report ("${match[0]}")`);
+      if (proc.name === 'qmux' && proc.stderr.includes(UPSTREAM_PASSWORD)) {
+        throw new Error(`qmux log contains the upstream password "${UPSTREAM_PASSWORD}"`);
+      }
       if (proc.name === 'qmux' && proc.running === false && !proc.stopRequested) {
         throw new Error(`qmux exited on its own during the test: ${proc.describe()}`);
       }
