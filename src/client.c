@@ -93,6 +93,13 @@ void client_close(struct client *client, const char *reason)
         client->handshake_timer = NULL;
     }
     if (client->bev != NULL) {
+        struct evbuffer *output = bufferevent_get_output(client->bev);
+
+        /* Bytes still unsent leave with the buffer, without a drain callback. */
+        if (client->output_entry != NULL) {
+            evbuffer_remove_cb_entry(output, client->output_entry);
+            qmux.output_total -= evbuffer_get_length(output);
+        }
         bufferevent_free(client->bev);
         client->bev = NULL;
     }
@@ -166,7 +173,7 @@ static void open_request(struct client *client)
     if (client->request_open)
         return;   /* re-placed after waiting or after a retry: the first placement counts */
     client->request_open = 1;
-    event_base_gettimeofday_cached(qmux.base, &client->request_started);
+    gettimeofday(&client->request_started, NULL);
     client->dispatched_at = client->request_started;
     client->request_bytes = client->head.length;
     client->response_start_bytes = client->bytes_out;
@@ -182,7 +189,7 @@ static void close_request(struct client *client, const char *error)
     if (!client->request_open)
         return;
     client->request_open = 0;
-    event_base_gettimeofday_cached(qmux.base, &now);
+    gettimeofday(&now, NULL);
 
     uint64_t total_us = microseconds_between(&client->request_started, &now);
     uint64_t wait_us = client->upstream_id != 0
@@ -215,7 +222,7 @@ void client_dispatched(struct client *client, struct upconn *conn)
     client->serving = conn;
     client->requests++;
     client->upstream_id = conn->id;
-    event_base_gettimeofday_cached(qmux.base, &client->dispatched_at);
+    gettimeofday(&client->dispatched_at, NULL);
     set_state(client, CLIENT_ACTIVE);
 }
 
@@ -720,9 +727,26 @@ static struct client *client_new(const char *peer, int local)
     return client;
 }
 
+/* Keeps qmux.output_total, the bytes in all client output buffers, up to date, and wakes
+ * the connections paused by clients.max_output_total once it is below half the limit.
+ * The wake-up runs from an event, outside libevent's write path. */
+static void output_changed_cb(struct evbuffer *buffer, const struct evbuffer_cb_info *info,
+                              void *arg)
+{
+    (void)buffer;
+    (void)arg;
+    qmux.output_total += info->n_added;
+    qmux.output_total -= info->n_deleted;
+    if (info->n_deleted > 0 && !TAILQ_EMPTY(&qmux.output_waiters) &&
+        qmux.output_total < qmux.config->max_output_total / 2)
+        event_active(qmux.output_resume, EV_TIMEOUT, 0);
+}
+
 /* Installs the callbacks, watermarks and timeouts on client->bev and starts reading. */
 static void client_start_io(struct client *client)
 {
+    client->output_entry = evbuffer_add_cb(bufferevent_get_output(client->bev),
+                                           output_changed_cb, NULL);
     bufferevent_setcb(client->bev, read_cb, write_cb, event_cb, client);
     bufferevent_setwatermark(client->bev, EV_WRITE, qmux.config->output_low_watermark, 0);
     /* libevent 2.1 writes at most 16 KiB per call by default; large results stream with

@@ -62,6 +62,7 @@ struct client {
     struct timeval queued_at;
 
     struct timeval last_read;       /* for clients.idle_timeout_ms */
+    struct evbuffer_cb_entry *output_entry;   /* counts its output in qmux.output_total */
     struct event *handshake_timer;
     const char *close_reason;       /* CLOSING: logged when the flush completes */
 

@@ -6,6 +6,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <libconfig.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -31,6 +32,7 @@ enum setting_type {
     SETTING_STRING,     /* char * field, owned by the config */
     SETTING_ENUM,       /* int field holding the index of one of setting->names */
     SETTING_BOOL,       /* int field, 0 or 1, written true or false */
+    SETTING_NAMES,      /* struct config_names field: a list or array of strings */
 };
 
 /* Struct that contains the field of a setting: struct config, or each struct config_upstream. */
@@ -42,6 +44,7 @@ enum setting_scope {
 enum setting_flags {
     SETTING_REQUIRED = 1 << 0,  /* no default: the file must set it */
     SETTING_NONEMPTY = 1 << 1,  /* a string that must not be "" */
+    SETTING_SECRET = 1 << 2,    /* never shown: config_each_value writes "********" */
 };
 
 struct setting {
@@ -123,7 +126,7 @@ static const struct setting settings[] = {
       0, NULL, 1, 65535, "TCP port of the kdb+ process", NULL },
     { "upstreams.user", SETTING_STRING, UPSTREAM_FIELD(user), 0,
       0, "", 0, 0, "user name sent in the kdb+ handshake", NULL },
-    { "upstreams.password", SETTING_STRING, UPSTREAM_FIELD(password), 0,
+    { "upstreams.password", SETTING_STRING, UPSTREAM_FIELD(password), SETTING_SECRET,
       0, "", 0, 0, "password sent in the kdb+ handshake", NULL },
 
     { "clients.max_clients", SETTING_INT, CONFIG_FIELD(max_clients), 0,
@@ -160,14 +163,30 @@ static const struct setting settings[] = {
     { "clients.max_message_size", SETTING_U64, CONFIG_FIELD(max_message_size), 0,
       256 * MIB, NULL, 1 * KIB, 1 * TIB, "largest client message accepted, bytes", NULL },
     { "clients.output_high_watermark", SETTING_SIZE, CONFIG_FIELD(output_high_watermark), 0,
-      1 * MIB, NULL, 4 * KIB, 1 * GIB,
+      8 * MIB, NULL, 4 * KIB, 1 * GIB,
       "client output bytes at which qmux stops reading the upstream", NULL },
     { "clients.output_low_watermark", SETTING_SIZE, CONFIG_FIELD(output_low_watermark), 0,
-      256 * KIB, NULL, 0, 1 * GIB,
+      2 * MIB, NULL, 0, 1 * GIB,
       "client output bytes below which qmux resumes reading the upstream", NULL },
+    { "clients.max_output_total", SETTING_U64, CONFIG_FIELD(max_output_total), 0,
+      256 * MIB, NULL, 1 * MIB, 1 * TIB,
+      "bytes in all client output buffers together at which upstream reads pause", NULL },
     { "clients.input_buffer", SETTING_SIZE, CONFIG_FIELD(input_buffer), 0,
       64 * KIB, NULL, 1 * KIB, 64 * MIB,
       "client bytes read ahead while a request is in flight", NULL },
+
+    { "admin.address", SETTING_STRING, CONFIG_FIELD(admin_address), SETTING_NONEMPTY,
+      0, "127.0.0.1", 0, 0, "numeric address the admin console listens on", NULL },
+    { "admin.port", SETTING_INT, CONFIG_FIELD(admin_port), 0,
+      0, NULL, 0, 65535, "TCP port of the admin console; 0 is off", NULL },
+    { "admin.users", SETTING_NAMES, CONFIG_FIELD(admin_users), 0,
+      0, NULL, 0, CONFIG_MAX_NAMES, "list of user names allowed to log in to the admin console",
+      NULL },
+
+    { "http.address", SETTING_STRING, CONFIG_FIELD(http_address), SETTING_NONEMPTY,
+      0, "127.0.0.1", 0, 0, "numeric address the HTTP endpoint listens on", NULL },
+    { "http.port", SETTING_INT, CONFIG_FIELD(http_port), 0,
+      0, NULL, 0, 65535, "TCP port of the HTTP endpoint (/metrics, /health); 0 is off", NULL },
 
     { "log.level", SETTING_ENUM, CONFIG_FIELD(log_level), 0,
       0, "info", 0, 0, "error, warn, info or debug", log_level_names },
@@ -417,6 +436,81 @@ const char *const *config_known_keys(void)
     return keys;
 }
 
+/* Formats the value of one setting at field as text into out. */
+static void format_value(const struct setting *setting, const void *field, char *out,
+                         size_t size)
+{
+    switch (setting->type) {
+    case SETTING_INT:
+        snprintf(out, size, "%d", *(const int *)field);
+        return;
+    case SETTING_U64:
+        snprintf(out, size, "%" PRIu64, *(const uint64_t *)field);
+        return;
+    case SETTING_SIZE:
+        snprintf(out, size, "%zu", *(const size_t *)field);
+        return;
+    case SETTING_STRING: {
+        const char *text = *(char *const *)field;
+        snprintf(out, size, "%s", (setting->flags & SETTING_SECRET) ? "********"
+                                  : text != NULL ? text : "");
+        return;
+    }
+    case SETTING_ENUM:
+        snprintf(out, size, "%s", setting->names[*(const int *)field]);
+        return;
+    case SETTING_BOOL:
+        snprintf(out, size, "%s", *(const int *)field ? "true" : "false");
+        return;
+    case SETTING_NAMES: {
+        const struct config_names *names = field;
+        size_t used = 0;
+
+        out[0] = '\0';
+        for (int i = 0; i < names->count && used < size; i++)
+            used += (size_t)snprintf(out + used, size - used, "%s%s", i > 0 ? ", " : "",
+                                     names->items[i]);
+        return;
+    }
+    }
+}
+
+int config_each_value(const struct config *config,
+                      int (*visit)(void *ctx, const char *key, const char *value), void *ctx)
+{
+    /* Large enough for a list of CONFIG_MAX_NAMES names of the longest length. */
+    char value[CONFIG_MAX_NAMES * (CONFIG_MAX_NAME_LENGTH + 2) + 1];
+    char key[96];
+    int status;
+
+    for (size_t i = 0; i < SETTING_COUNT; i++) {
+        const struct setting *setting = &settings[i];
+
+        if (setting->scope == SCOPE_CONFIG) {
+            format_value(setting, (const char *)config + setting->offset, value,
+                         sizeof(value));
+            if ((status = visit(ctx, setting->path, value)) != 0)
+                return status;
+            continue;
+        }
+        /* Upstream members are listed together; visit them upstream by upstream once. */
+        if (i > 0 && settings[i - 1].scope == SCOPE_UPSTREAM)
+            continue;
+        for (int number = 0; number < config->upstream_count; number++) {
+            for (size_t j = i; j < SETTING_COUNT && settings[j].scope == SCOPE_UPSTREAM; j++) {
+                snprintf(key, sizeof(key), "upstreams[%d].%s", number,
+                         setting_leaf(&settings[j]));
+                format_value(&settings[j],
+                             (const char *)&config->upstreams[number] + settings[j].offset,
+                             value, sizeof(value));
+                if ((status = visit(ctx, key, value)) != 0)
+                    return status;
+            }
+        }
+    }
+    return 0;
+}
+
 const char *config_log_level_name(int level)
 {
     if (level < 0 || (size_t)level >= ARRAY_SIZE(log_level_names) - 1)
@@ -577,6 +671,7 @@ static bool extract_number(struct loader *loader, const struct setting *setting,
         *(size_t *)field = (size_t)number;
         break;
     case SETTING_STRING:
+    case SETTING_NAMES:
         break;
     }
     return true;
@@ -659,6 +754,64 @@ static bool extract_bool(struct loader *loader, const config_setting_t *value,
     return true;
 }
 
+static void free_names(struct config_names *names)
+{
+    for (int i = 0; i < names->count; i++)
+        free(names->items[i]);
+    free(names->items);
+    names->items = NULL;
+    names->count = 0;
+}
+
+/* Checks and stores a list of names: each a non-empty string without ':' (the handshake
+ * separates user from password with it), at most CONFIG_MAX_NAME_LENGTH bytes. */
+static bool extract_names(struct loader *loader, const struct setting *setting,
+                          const config_setting_t *value, const char *key, void *field)
+{
+    struct config_names *names = field;
+    int type = config_setting_type(value);
+    int count = config_setting_length(value);
+
+    if (type != CONFIG_TYPE_LIST && type != CONFIG_TYPE_ARRAY) {
+        report(loader, value, "%s must be a list of strings, but it is %s; write %s = "
+               "( \"name\" );", key, type_name(type), setting_leaf(setting));
+        return false;
+    }
+    if (count > setting->max) {
+        report(loader, value, "%s has %d entries; allowed 0..%lld", key, count, setting->max);
+        return false;
+    }
+
+    struct config_names parsed = { calloc((size_t)count + 1, sizeof(char *)), 0 };
+    if (parsed.items == NULL) {
+        report(loader, value, "%s: out of memory", key);
+        return false;
+    }
+    for (int i = 0; i < count; i++) {
+        const config_setting_t *element = config_setting_get_elem(value, (unsigned)i);
+        const char *text = config_setting_get_string(element);
+
+        if (config_setting_type(element) != CONFIG_TYPE_STRING) {
+            report(loader, element, "%s[%d] must be a string, but it is %s; put the name in "
+                   "double quotes", key, i, type_name(config_setting_type(element)));
+        } else if (text[0] == '\0' || strchr(text, ':') != NULL ||
+                   strlen(text) > CONFIG_MAX_NAME_LENGTH) {
+            report(loader, element, "%s[%d] is invalid; a name has 1..%d bytes and no ':'",
+                   key, i, CONFIG_MAX_NAME_LENGTH);
+        } else if ((parsed.items[parsed.count] = strdup(text)) == NULL) {
+            report(loader, element, "%s: out of memory", key);
+        } else {
+            parsed.count++;
+            continue;
+        }
+        free_names(&parsed);
+        return false;
+    }
+    free_names(names);
+    *names = parsed;
+    return true;
+}
+
 /* Checks and stores one value; key is the name used in messages ("upstreams[1].port"). */
 static bool extract_setting(struct loader *loader, const struct setting *setting,
                             const config_setting_t *value, const char *key, void *field)
@@ -674,6 +827,8 @@ static bool extract_setting(struct loader *loader, const struct setting *setting
         return extract_enum(loader, setting, value, key, field);
     case SETTING_BOOL:
         return extract_bool(loader, value, key, field);
+    case SETTING_NAMES:
+        return extract_names(loader, setting, value, key, field);
     }
     return false;
 }
@@ -703,6 +858,8 @@ static bool apply_default(const struct setting *setting, void *field)
                 *(int *)field = (int)i;
         }
         return true;
+    case SETTING_NAMES:
+        return true;   /* an empty list: the field starts zeroed */
     }
     return false;
 }
@@ -883,6 +1040,43 @@ static const config_setting_t *blame(const struct loader *loader, size_t first, 
     return loader->found[first] != NULL ? loader->found[first] : loader->found[second];
 }
 
+/* Checks that the admin console has someone to admit and that no two listeners on one
+ * address share a port. */
+static void validate_ports(struct loader *loader)
+{
+    const struct config *config = loader->config;
+    size_t admin_port = setting_index("admin.port");
+    size_t admin_users = setting_index("admin.users");
+    size_t http_port = setting_index("http.port");
+    size_t listen_port = setting_index("listen.port");
+
+    if (loader->valid[admin_port] && loader->valid[admin_users] && config->admin_port != 0 &&
+        config->admin_users.count == 0) {
+        report(loader, blame(loader, admin_users, admin_port), "admin.port = %d needs "
+               "admin.users; list the user names allowed to log in, for example "
+               "users = ( \"ops\" );", config->admin_port);
+    }
+
+    const struct { size_t index; const char *key; const char *address; int port; } ports[] = {
+        { listen_port, "listen.port", config->listen_address, config->listen_port },
+        { admin_port, "admin.port", config->admin_address, config->admin_port },
+        { http_port, "http.port", config->http_address, config->http_port },
+    };
+    size_t count = sizeof(ports) / sizeof(ports[0]);
+    for (size_t i = 0; i < count; i++) {
+        for (size_t j = i + 1; j < count; j++) {
+            if (!loader->valid[ports[i].index] || !loader->valid[ports[j].index] ||
+                ports[i].port == 0 || ports[i].port != ports[j].port ||
+                ports[i].address == NULL || ports[j].address == NULL ||
+                strcmp(ports[i].address, ports[j].address) != 0)
+                continue;
+            report(loader, blame(loader, ports[j].index, ports[i].index), "%s = %d is "
+                   "already used by %s; give each listener its own port", ports[j].key,
+                   ports[j].port, ports[i].key);
+        }
+    }
+}
+
 static void validate_cross_fields(struct loader *loader)
 {
     const struct config *config = loader->config;
@@ -904,6 +1098,8 @@ static void validate_cross_fields(struct loader *loader)
         report(loader, loader->found[target], "log.target = \"file\" needs log.file; set "
                "log.file to the path of the log file");
     }
+
+    validate_ports(loader);
 
     if (loader->valid[low] && loader->valid[high]
         && config->output_low_watermark >= config->output_high_watermark) {
@@ -1021,6 +1217,9 @@ void config_free(struct config *config)
         free(config->upstreams[i].password);
     }
     free(config->listen_address);
+    free(config->admin_address);
+    free_names(&config->admin_users);
+    free(config->http_address);
     free(config->health_check_query);
     free(config->log_file);
     free(config->path);

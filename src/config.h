@@ -32,6 +32,16 @@ enum compression_mode {
     COMPRESSION_ALWAYS,      /* as auto, for every client that can read compression */
 };
 
+/* A list of strings, as in users = ( "ops", "alice" ); */
+struct config_names {
+    char **items;          /* count strings, each owned by the config */
+    int count;
+};
+
+/* Limits of a list of names: entries, and bytes of one name without its NUL. */
+#define CONFIG_MAX_NAMES 64
+#define CONFIG_MAX_NAME_LENGTH 63
+
 struct config_upstream {
     char *host;            /* host name or numeric address */
     int port;              /* 1..65535 */
@@ -88,12 +98,24 @@ struct config {
     uint64_t max_message_size;       /* largest client request, bytes; default 256 MiB,
                                         1 KiB..1 TiB */
     size_t output_high_watermark;    /* stop reading the upstream when the client's output
-                                        buffer holds this many bytes; default 1 MiB,
+                                        buffer holds this many bytes; default 8 MiB,
                                         4 KiB..1 GiB */
-    size_t output_low_watermark;     /* resume reading below this; default 256 KiB,
+    size_t output_low_watermark;     /* resume reading below this; default 2 MiB,
                                         < output_high_watermark */
+    uint64_t max_output_total;       /* bytes in all client output buffers together before
+                                        upstream reads pause; default 256 MiB,
+                                        1 MiB..1 TiB */
     size_t input_buffer;             /* client bytes read ahead while a request is in
                                         flight; default 64 KiB, 1 KiB..64 MiB */
+
+    /* admin = { address; port; users; } the admin console (src/admin.c) */
+    char *admin_address;             /* default "127.0.0.1" */
+    int admin_port;                  /* default 0 (off), 0..65535 */
+    struct config_names admin_users; /* user names allowed to log in; default none */
+
+    /* http = { address; port; } the metrics and health endpoint (src/http.c) */
+    char *http_address;              /* default "127.0.0.1" */
+    int http_port;                   /* default 0 (off), 0..65535 */
 
     /* log = { ... } */
     int log_level;                   /* "error", "warn", "info" (default), "debug" */
@@ -128,5 +150,16 @@ const char *config_log_level_name(int level);
  * every key. Not thread-safe on the first call.
  */
 const char *const *config_known_keys(void);
+
+/*
+ * Calls visit(ctx, key, value) for every setting of config in the order of
+ * config_known_keys(), with the value as text: numbers in decimal, booleans as "true" or
+ * "false", enumerations by name, a list of names joined with ", ". Upstream settings are
+ * visited once per upstream as "upstreams[N].host". Passwords are visited as "********",
+ * so the output is safe to show. Stops early and returns the first nonzero result of
+ * visit; returns 0 otherwise.
+ */
+int config_each_value(const struct config *config,
+                      int (*visit)(void *ctx, const char *key, const char *value), void *ctx);
 
 #endif

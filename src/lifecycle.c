@@ -131,6 +131,22 @@ static void keep_restart_only_keys(const struct config *running, struct config *
         next->listen_port = running->listen_port;
         next->listen_backlog = running->listen_backlog;
     }
+    if (strcmp(running->admin_address, next->admin_address) != 0 ||
+        running->admin_port != next->admin_port ||
+        strcmp(running->http_address, next->http_address) != 0 ||
+        running->http_port != next->http_port) {
+        log_warn("reload: admin.address, admin.port, http.address and http.port change only "
+                 "with a restart; keeping admin port %d and http port %d",
+                 running->admin_port, running->http_port);
+        char *admin_address = next->admin_address;
+        char *http_address = next->http_address;
+        next->admin_address = running->admin_address;
+        next->http_address = running->http_address;
+        ((struct config *)running)->admin_address = admin_address;
+        ((struct config *)running)->http_address = http_address;
+        next->admin_port = running->admin_port;
+        next->http_port = running->http_port;
+    }
     if (running->pool_capability != next->pool_capability) {
         log_warn("reload: pool.capability changes only with a restart; keeping %d",
                  running->pool_capability);

@@ -14,12 +14,15 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "admin.h"
 #include "client.h"
 #include "config.h"
+#include "http.h"
 #include "lifecycle.h"
 #include "log.h"
 #include "pool.h"
 #include "qmux.h"
+#include "upstream.h"
 #include "users.h"
 
 /* Exit statuses, documented in qmux(8). */
@@ -49,6 +52,14 @@ static void usage(FILE *out)
             "\n"
             "Exit statuses: 0 success, 1 invalid configuration, 2 usage error,\n"
             "3 start-up failure (for example the listen port is in use).\n");
+}
+
+static void output_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    upconn_resume_paused_globally();
 }
 
 static void reaper_cb(evutil_socket_t fd, short what, void *arg)
@@ -114,6 +125,12 @@ static int start(void)
     }
     TAILQ_INIT(&qmux.clients);
     TAILQ_INIT(&qmux.closed_clients);
+    TAILQ_INIT(&qmux.output_waiters);
+    qmux.output_resume = event_new(qmux.base, -1, 0, output_resume_cb, NULL);
+    if (qmux.output_resume == NULL) {
+        log_error("cannot create the output resume event (out of memory)");
+        return -1;
+    }
 
     if (client_listen() != 0)
         return -1;
@@ -122,6 +139,8 @@ static int start(void)
         log_error("cannot create the upstream pool (out of memory)");
         return -1;
     }
+    if (admin_start() != 0 || http_start() != 0)
+        return -1;
     return 0;
 }
 
@@ -133,11 +152,15 @@ static void shutdown_all(void)
         client_close(client, "qmux is shutting down");
     client_reap();
     users_clear();
+    http_stop();
+    admin_stop();
 
     pool_destroy(qmux.pool);
     client_listen_close();
     if (qmux.reaper != NULL)
         event_free(qmux.reaper);
+    if (qmux.output_resume != NULL)
+        event_free(qmux.output_resume);
     if (qmux.dns != NULL)
         evdns_base_free(qmux.dns, 0);
     if (qmux.base != NULL)

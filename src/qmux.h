@@ -16,6 +16,7 @@
 
 struct client;
 struct pool;
+struct upconn;
 
 struct qmux {
     struct event_base *base;
@@ -33,6 +34,12 @@ struct qmux {
 
     uint64_t next_connection_id;               /* shared by clients and upstream connections */
     int stopping;                              /* graceful shutdown under way */
+
+    /* Bytes in every client's output buffer, against clients.max_output_total, and the
+     * upstream connections paused until that total drains. */
+    uint64_t output_total;
+    TAILQ_HEAD(, upconn) output_waiters;
+    struct event *output_resume;
 };
 
 extern struct qmux qmux;

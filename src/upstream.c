@@ -323,17 +323,45 @@ static int end_message(struct upconn *conn)
     return conn->bev != NULL;
 }
 
-static int output_over_watermark(const struct client *client)
+static struct log_limit output_total_limit = { .interval_seconds = 10 };
+
+/* Returns 1 when reading for client must pause: its own output buffer passed
+ * clients.output_high_watermark, or all client output buffers together passed
+ * clients.max_output_total (then *global is set). */
+static int output_over_watermark(const struct client *client, int *global)
 {
     struct evbuffer *output = bufferevent_get_output(client->bev);
 
-    return evbuffer_get_length(output) >= qmux.config->output_high_watermark;
+    *global = 0;
+    if (evbuffer_get_length(output) >= qmux.config->output_high_watermark)
+        return 1;
+    if (qmux.output_total < qmux.config->max_output_total)
+        return 0;
+
+    *global = 1;
+    log_limited(&output_total_limit, LOG_LEVEL_WARN, "client output buffers hold %" PRIu64
+                " bytes, over clients.max_output_total (%" PRIu64 "); upstream reads pause "
+                "until they drain below half", qmux.output_total,
+                qmux.config->max_output_total);
+    return 1;
 }
 
-static void pause_reading(struct upconn *conn)
+static void pause_reading(struct upconn *conn, int global)
 {
     conn->read_paused = 1;
     event_del(conn->read_event);
+    if (global && !conn->paused_globally) {
+        conn->paused_globally = 1;
+        TAILQ_INSERT_TAIL(&qmux.output_waiters, conn, output_link);
+    }
+}
+
+static void forget_global_pause(struct upconn *conn)
+{
+    if (!conn->paused_globally)
+        return;
+    conn->paused_globally = 0;
+    TAILQ_REMOVE(&qmux.output_waiters, conn, output_link);
 }
 
 /* Adds n bytes of the message to conn->collected. Returns 0 when conn was closed. */
@@ -353,6 +381,7 @@ static int collect(struct upconn *conn, struct evbuffer *input, uint64_t n)
 static void relay(struct upconn *conn)
 {
     struct evbuffer *input = conn->input;
+    int global;
 
     while (conn->bev != NULL && !conn->read_paused) {
         size_t available = evbuffer_get_length(input);
@@ -383,8 +412,8 @@ static void relay(struct upconn *conn)
             if (!end_message(conn))
                 return;
         } else if (!conn->discarding && conn->convert == CONVERT_NONE &&
-                   output_over_watermark(client)) {
-            pause_reading(conn);
+                   output_over_watermark(client, &global)) {
+            pause_reading(conn, global);
         }
     }
 }
@@ -725,9 +754,21 @@ void upconn_resume(struct upconn *conn)
 {
     if (!conn->read_paused || conn->bev == NULL)
         return;
+    forget_global_pause(conn);
     conn->read_paused = 0;
     event_add(conn->read_event, NULL);
     relay(conn);
+}
+
+void upconn_resume_paused_globally(void)
+{
+    struct upconn *conn;
+
+    /* Each resumed connection may pause again and go to the end of the list; the total
+     * check ends the loop then. */
+    while ((conn = TAILQ_FIRST(&qmux.output_waiters)) != NULL &&
+           qmux.output_total < qmux.config->max_output_total / 2)
+        upconn_resume(conn);
 }
 
 static void log_loss(struct upconn *conn, const char *reason, int was_logged_in)
@@ -832,6 +873,7 @@ void upconn_fail(struct upconn *conn, const char *reason, const char *client_err
     conn->client = NULL;
     conn->message_remaining = 0;
     conn->discarding = 0;
+    forget_global_pause(conn);
     conn->read_paused = 0;
     conn->relayed_any = 0;
     conn->deferred_error = NULL;

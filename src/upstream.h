@@ -58,6 +58,9 @@ struct upconn {
     int convert;                    /* enum convert_kind of the current message */
     struct evbuffer *collected;     /* the current message, when it must be converted */
     int read_paused;                /* reading stopped until the client's output drains */
+    int paused_globally;            /* ... or until all client output drains below half of
+                                       clients.max_output_total */
+    TAILQ_ENTRY(upconn) output_link;   /* in qmux.output_waiters */
 
     TAILQ_ENTRY(upconn) idle_link;
     int in_idle_list;
@@ -112,6 +115,9 @@ void upconn_client_left(struct upconn *conn, struct client *client);
 
 /* Resumes reading after the client's output buffer drained below the low watermark. */
 void upconn_resume(struct upconn *conn);
+
+/* Resumes the connections paused by clients.max_output_total, while the total allows. */
+void upconn_resume_paused_globally(void);
 
 /* The one close path: logs the reason, answers the client in flight with
  * 'upstream connection lost' (or closes it when part of its response was relayed, or

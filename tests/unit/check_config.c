@@ -94,9 +94,10 @@ START_TEST(test_minimal_gets_defaults)
     ck_assert_int_eq(config->slow_request_ms, 0);
     ck_assert_uint_eq(config->compression_max_size, 64u * 1024 * 1024);
     ck_assert_uint_eq(config->max_message_size, 256u * 1024 * 1024);
-    ck_assert_uint_eq(config->output_high_watermark, 1024u * 1024);
-    ck_assert_uint_eq(config->output_low_watermark, 256u * 1024);
+    ck_assert_uint_eq(config->output_high_watermark, 8u * 1024 * 1024);
+    ck_assert_uint_eq(config->output_low_watermark, 2u * 1024 * 1024);
     ck_assert_uint_eq(config->input_buffer, 64u * 1024);
+    ck_assert_uint_eq(config->max_output_total, 256u * 1024 * 1024);
     ck_assert_int_eq(config->log_level, LOG_LEVEL_INFO);
     ck_assert_ptr_nonnull(strstr(config->path, "minimal.conf"));
     config_free(config);
@@ -193,7 +194,7 @@ static const struct invalid_case invalid_cases[] = {
       { "unknown_key.conf:2: unknown setting pool.sise;", "accepts size, capability" } },
     { "unknown_group.conf", 1,
       { "unknown_group.conf:3: unknown setting logging;",
-        "listen, pool, upstreams, clients, log" } },
+        "listen, pool, upstreams, clients, admin, http, log" } },
     { "unknown_upstream_key.conf", 1,
       { "unknown_upstream_key.conf:3: unknown setting upstreams[0].pasword;",
         "host, port, user, password" } },
@@ -321,7 +322,9 @@ START_TEST(test_known_keys_listed)
         "clients.shutdown_timeout_ms", "clients.send_timeout_ms", "clients.compression", "clients.compression_max_size",
         "clients.validate_messages", "clients.max_message_size",
         "clients.output_high_watermark", "clients.output_low_watermark",
-        "clients.input_buffer",
+        "clients.max_output_total", "clients.input_buffer",
+        "admin.address", "admin.port", "admin.users",
+        "http.address", "http.port",
         "log.level", "log.target", "log.file", "log.access", "log.slow_request_ms",
     };
     size_t count = sizeof(expected) / sizeof(expected[0]);

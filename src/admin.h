@@ -1,0 +1,26 @@
+/*
+ * admin.h - the admin console: a listener on admin.address:admin.port that speaks the
+ * kdb+ IPC protocol, so an operator runs `h"show clients"` from q (or any kdb+ client)
+ * and gets q values back: tables, dictionaries, strings, longs.
+ *
+ * Only user names listed in admin.users may log in. There is no password check yet, so
+ * the listener must be bound to loopback or a trusted interface. docs/admin.md lists the
+ * commands.
+ */
+#ifndef QMUX_ADMIN_H
+#define QMUX_ADMIN_H
+
+/* Largest admin request accepted, header included; a larger one gets 'limit and its
+ * connection is closed. */
+#define ADMIN_MAX_MESSAGE (64 * 1024)
+
+/* Admin connections open at once; further ones are closed at accept. */
+#define ADMIN_MAX_CONNECTIONS 64
+
+/* Starts listening when admin.port is not 0. Returns 0, or -1 after logging why. */
+int admin_start(void);
+
+/* Closes the listener and every admin connection. */
+void admin_stop(void);
+
+#endif
