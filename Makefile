@@ -48,7 +48,7 @@ CLIENT_OBJS = $(CLIENT_SRCS:%.c=$(BUILD)/obj/%.o)
 UNIT_OBJS = $(UNIT_SRCS:%.c=$(BUILD)/asan/%.o) $(CODEC_SRCS:%.c=$(BUILD)/asan/%.o) \
             $(DAEMON_SRCS:%.c=$(BUILD)/asan/%.o)
 
-PROGRAMS = $(BUILD)/qmux $(BUILD)/qmux-standin $(BUILD)/qmux-client
+PROGRAMS = $(BUILD)/qmux $(BUILD)/qmux-standin $(BUILD)/qmux-client $(BUILD)/qmux-passwd
 
 .PHONY: all check deps unit integration soak sanitize-build demo install clean
 
@@ -65,6 +65,10 @@ $(BUILD)/qmux-standin: $(STANDIN_OBJS) $(BUILD)/libqcodec.a
 
 $(BUILD)/qmux-client: $(CLIENT_OBJS) $(BUILD)/libqcodec.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(PKG_LIBS) -lm
+
+# Writes users-file entries; it needs only the password hashing of src/passwd.c.
+$(BUILD)/qmux-passwd: $(BUILD)/obj/tools/qmux-passwd.o $(BUILD)/obj/src/passwd.o
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(PKG_LIBS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -121,7 +125,7 @@ SYSTEMD_UNIT_DIR ?= /lib/systemd/system
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man8 \
 	    $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)/etc/qmux $(DESTDIR)$(SYSTEMD_UNIT_DIR)
-	install -m 755 $(BUILD)/qmux $(BUILD)/qmux-standin $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 $(BUILD)/qmux $(BUILD)/qmux-standin $(BUILD)/qmux-passwd $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 man/qmux.8 $(DESTDIR)$(PREFIX)/share/man/man8/
 	install -m 644 man/qmux.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/
 	[ -e $(DESTDIR)/etc/qmux/qmux.conf ] || \
