@@ -249,8 +249,10 @@ int codec_bench_main(int argc, char **argv)
             return 2;
         }
     }
-    if (size_mib < 0.01 || size_mib > 1024 || repeats < 1) {
-        fprintf(stderr, "qmux-bench codec: -s must be 0.01..1024 MiB and -r at least 1\n");
+    /* Up to 8 GiB, so a round trip beyond 4 GiB (the 8-byte size field) can be checked
+     * where memory allows: it needs about 2.5 times the size. */
+    if (size_mib < 0.01 || size_mib > 8192 || repeats < 1) {
+        fprintf(stderr, "qmux-bench codec: -s must be 0.01..8192 MiB and -r at least 1\n");
         return 2;
     }
 

@@ -8,6 +8,8 @@
 # Environment:
 #   QMUX_BUILD_DIR   folder with qmux, qmux-standin and qmux-bench (default: build)
 #   BENCH_QUICK=1    one round of shorter runs (about 30 s) instead of two rounds
+#   BENCH_LARGE=1    also a codec round trip of 4.5 GiB, past the 8-byte size field of
+#                    messages of 4 GiB and more (needs about 12 GiB of free memory)
 #   BENCH_ROUNDS=N   rounds; each round runs every scenario once directly and once
 #                    through qmux, and even rounds run qmux first
 #   BENCH_CALLGRIND=0  skip the instruction count under valgrind
@@ -448,6 +450,11 @@ for round in $(seq 1 "$rounds"); do
             "-" "-" "-" "$load_codec"
     done < <("$bench" codec -s "$codec_mib")
 done
+
+if [ "${BENCH_LARGE:-0}" = 1 ]; then
+    echo "codec round trip of 4.5 GiB (BENCH_LARGE=1):"
+    "$bench" codec -s 4608 -r 1
+fi
 
 # Instructions qmux executes per small request, from two runs under callgrind that differ
 # only in the request count, so start-up, login and shutdown cancel out. Callgrind counts
