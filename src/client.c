@@ -61,6 +61,41 @@ static void set_read_limit(struct client *client, uint64_t limit)
     bufferevent_setwatermark(client->bev, EV_READ, 0, limit > floor ? (size_t)limit : floor);
 }
 
+void client_response_begins(struct client *client)
+{
+    client->response_start = client->output_added;
+}
+
+int client_retract_response(struct client *client)
+{
+    if (client->bev == NULL || client->output_sent > client->response_start)
+        return 0;
+
+    struct evbuffer *output = bufferevent_get_output(client->bev);
+    size_t before = (size_t)(client->response_start - client->output_sent);
+    size_t partial = evbuffer_get_length(output) - before;
+    struct evbuffer *kept = evbuffer_new();
+    if (kept == NULL)
+        return 0;
+
+    /* A socket bufferevent freezes the front of its output buffer while it may write;
+     * nothing is being written now, so it is safe to rebuild the buffer without the
+     * partial response: keep what came before it, drop the rest. */
+    evbuffer_unfreeze(output, 1);
+    int moved = evbuffer_remove_buffer(output, kept, before);
+    int ok = moved >= 0 && (size_t)moved == before && evbuffer_drain(output, partial) == 0;
+    if (ok)
+        evbuffer_add_buffer(output, kept);
+    evbuffer_freeze(output, 1);
+    evbuffer_free(kept);
+
+    if (ok) {
+        client->bytes_out -= partial;
+        stats.bytes_to_clients -= partial;
+    }
+    return ok;
+}
+
 void client_send_error(struct client *client, const char *text)
 {
     uint8_t message[IPC_ERROR_MESSAGE_MAX];
@@ -733,8 +768,11 @@ static struct client *client_new(const char *peer, int local)
 static void output_changed_cb(struct evbuffer *buffer, const struct evbuffer_cb_info *info,
                               void *arg)
 {
+    struct client *client = arg;
+
     (void)buffer;
-    (void)arg;
+    client->output_added += info->n_added;
+    client->output_sent += info->n_deleted;
     qmux.output_total += info->n_added;
     qmux.output_total -= info->n_deleted;
     if (info->n_deleted > 0 && !TAILQ_EMPTY(&qmux.output_waiters) &&
@@ -746,7 +784,7 @@ static void output_changed_cb(struct evbuffer *buffer, const struct evbuffer_cb_
 static void client_start_io(struct client *client)
 {
     client->output_entry = evbuffer_add_cb(bufferevent_get_output(client->bev),
-                                           output_changed_cb, NULL);
+                                           output_changed_cb, client);
     bufferevent_setcb(client->bev, read_cb, write_cb, event_cb, client);
     bufferevent_setwatermark(client->bev, EV_WRITE, qmux.config->output_low_watermark, 0);
     /* libevent 2.1 writes at most 16 KiB per call by default; large results stream with

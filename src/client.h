@@ -63,6 +63,9 @@ struct client {
 
     struct timeval last_read;       /* for clients.idle_timeout_ms */
     struct evbuffer_cb_entry *output_entry;   /* counts its output in qmux.output_total */
+    uint64_t output_added;          /* bytes ever added to its output buffer ... */
+    uint64_t output_sent;           /* ... and ever drained from it by the socket */
+    uint64_t response_start;        /* output_added when the response in flight began */
     struct event *handshake_timer;
     const char *close_reason;       /* CLOSING: logged when the flush completes */
 
@@ -127,6 +130,16 @@ void client_reject_head(struct client *client, const char *text);
 /* Closes clients idle (no request queued or in flight) longer than
  * clients.idle_timeout_ms. */
 void client_sweep_idle(void);
+
+/* Notes that the response to the request in flight starts with the next output byte. */
+void client_response_begins(struct client *client);
+
+/*
+ * Removes the partial response in flight from the client's output buffer when not one
+ * of its bytes has reached the socket, so that an error can take its place. Returns 1
+ * when removed, 0 when some bytes were already sent (the client must then be closed).
+ */
+int client_retract_response(struct client *client);
 
 /* Sends a kdb+ error response without changing state. */
 void client_send_error(struct client *client, const char *text);

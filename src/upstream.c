@@ -210,6 +210,8 @@ static void choose_conversion(struct upconn *conn, struct client *client,
 static void finish_conversion(struct upconn *conn, struct client *client)
 {
     struct evbuffer *output = bufferevent_get_output(client->bev);
+    if (!conn->relayed_any)
+        client_response_begins(client);
     uint64_t sent = convert_message(conn->convert, conn->collected, output, conn->error_text,
                                     sizeof(conn->error_text));
 
@@ -401,6 +403,8 @@ static void relay(struct upconn *conn)
             if (!collect(conn, input, n))
                 return;
         } else {
+            if (!conn->relayed_any)
+                client_response_begins(client);
             move_bytes(input, bufferevent_get_output(client->bev), n);
             client->bytes_out += n;
             stats.bytes_to_clients += n;
@@ -797,6 +801,9 @@ static void fail_client_in_flight(struct client *client, int relayed_any, const 
 {
     client->serving = NULL;
     client->nested_open = 0;
+    /* Bytes still in qmux's buffer never reached the client: an error can replace them. */
+    if (relayed_any && client_retract_response(client))
+        relayed_any = 0;
     if (relayed_any) {
         char reason[200];
 
