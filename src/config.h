@@ -113,9 +113,16 @@ struct config {
     int admin_port;                  /* default 0 (off), 0..65535 */
     struct config_names admin_users; /* user names allowed to log in; default none */
 
-    /* http = { address; port; } the metrics and health endpoint (src/http.c) */
+    /* http = { ... } the metrics, health and query endpoint (src/http.c, src/gateway.c) */
     char *http_address;              /* default "127.0.0.1" */
     int http_port;                   /* default 0 (off), 0..65535 */
+    uint64_t http_max_request_size;  /* largest query of GET or POST /q, bytes; default
+                                        1 MiB, 1 KiB..1 GiB */
+    uint64_t http_max_response_size; /* largest kdb+ response to an HTTP query, held whole
+                                        while it is rendered; default 256 MiB,
+                                        1 KiB..2 GiB */
+    int http_request_timeout_ms;     /* time allowed for the response to an HTTP query;
+                                        default 60000, 1..86400000 */
 
     /* log = { ... } */
     int log_level;                   /* "error", "warn", "info" (default), "debug" */

@@ -1,6 +1,6 @@
 /*
- * http.c - the monitoring HTTP listener: evhttp on http.address:http.port, one generic
- * callback that looks the request up in the route table below.
+ * http.c - the HTTP listener: evhttp on http.address:http.port, one generic callback that
+ * looks the request up in the route table below.
  */
 #include "http.h"
 
@@ -11,13 +11,15 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include "gateway.h"
 #include "log.h"
 #include "metrics.h"
+#include "page.h"
 #include "qmux.h"
 
-/* Bounds on what a client may send: monitoring requests are small. */
+/* Bounds on what a client may send. A body may have up to http.max_request_size bytes,
+ * for the q text of POST /q. */
 #define HTTP_MAX_HEADERS_SIZE (16 * 1024)
-#define HTTP_MAX_BODY_SIZE (64 * 1024)
 #define HTTP_TIMEOUT_SECONDS 30
 
 /* Every method evhttp 2.1 parses. The generic callback rejects what a route does not
@@ -38,6 +40,8 @@ struct http_route {
 static const struct http_route routes[] = {
     { "/metrics", EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, "GET, HEAD", metrics_handle_metrics },
     { "/health", EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, "GET, HEAD", metrics_handle_health },
+    { "/q", EVHTTP_REQ_GET | EVHTTP_REQ_POST, "GET, POST", gateway_handle_query },
+    { "/", EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, "GET, HEAD", page_handle_index },
 };
 
 static struct evhttp *server;
@@ -84,8 +88,7 @@ static const char *method_name(enum evhttp_cmd_type method)
     return "unknown";
 }
 
-/* Writes the peer of request as "address:port" into out. */
-static void format_peer(struct evhttp_request *request, char *out, size_t size)
+void http_format_peer(struct evhttp_request *request, char *out, size_t size)
 {
     struct evhttp_connection *connection = evhttp_request_get_connection(request);
     char *address = NULL;
@@ -110,9 +113,11 @@ static void dispatch_cb(struct evhttp_request *request, void *arg)
     (void)arg;
     if (path == NULL || path[0] == '\0')
         path = "/";
-    format_peer(request, peer, sizeof(peer));
+    http_format_peer(request, peer, sizeof(peer));
     log_sanitize(logged_path, sizeof(logged_path), path, strlen(path));
     log_debug("http %s: %s %s", peer, method_name(method), logged_path);
+    /* A reload may change http.max_request_size; connections accepted from now on get it. */
+    evhttp_set_max_body_size(server, (ev_ssize_t)qmux.config->http_max_request_size);
 
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         if (strcmp(path, routes[i].path) != 0)
@@ -128,7 +133,7 @@ static void dispatch_cb(struct evhttp_request *request, void *arg)
         return;
     }
     http_send_json(request, 404, "Not Found",
-                   "{\"error\":\"not found\",\"paths\":[\"/metrics\",\"/health\"]}");
+                   "{\"error\":\"not found\",\"paths\":[\"/\",\"/q\",\"/metrics\",\"/health\"]}");
 }
 
 int http_start(void)
@@ -144,13 +149,17 @@ int http_start(void)
     }
     evhttp_set_allowed_methods(server, HTTP_ALL_METHODS);
     evhttp_set_max_headers_size(server, HTTP_MAX_HEADERS_SIZE);
-    evhttp_set_max_body_size(server, HTTP_MAX_BODY_SIZE);
+    evhttp_set_max_body_size(server, (ev_ssize_t)config->http_max_request_size);
     evhttp_set_timeout(server, HTTP_TIMEOUT_SECONDS);
+    /* Reads and discards the rest of a body over the limit before the 413 reply, so the
+     * client receives the reply instead of a reset connection. */
+    evhttp_set_flags(server, EVHTTP_SERVER_LINGERING_CLOSE);
     evhttp_set_gencb(server, dispatch_cb, NULL);
     /* NOTE: libevent 2.1 replies to a request it cannot parse (bad request line, headers
-     * over HTTP_MAX_HEADERS_SIZE) with its own HTML error page before any callback runs;
-     * 2.1 has no hook to replace it. Every reply this file sends is JSON or text. 2.1 also
-     * has no limit on open HTTP connections; HTTP_TIMEOUT_SECONDS closes idle ones. */
+     * over HTTP_MAX_HEADERS_SIZE, a body over http.max_request_size) with its own HTML
+     * error page before any callback runs; 2.1 has no hook to replace it. Every other
+     * reply is JSON or text, except the HTML page of GET /. 2.1 also has no limit on open
+     * HTTP connections; HTTP_TIMEOUT_SECONDS closes idle ones. */
 
     if (evhttp_bind_socket_with_handle(server, config->http_address,
                                        (ev_uint16_t)config->http_port) == NULL) {
@@ -161,7 +170,7 @@ int http_start(void)
         server = NULL;
         return -1;
     }
-    log_info("HTTP endpoint listening on %s:%d (/metrics, /health)", config->http_address,
+    log_info("HTTP endpoint listening on %s:%d (/, /q, /metrics, /health)", config->http_address,
              config->http_port);
     return 0;
 }
@@ -172,4 +181,5 @@ void http_stop(void)
         return;
     evhttp_free(server);
     server = NULL;
+    gateway_stop();
 }

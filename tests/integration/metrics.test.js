@@ -168,9 +168,14 @@ integrationTest('unknown paths get JSON errors', async (env) => {
   assert.equal(missing.type, 'application/json');
   assert.equal(JSON.parse(missing.text).error, 'not found');
 
+  const nested = await get(httpPort, '/metrics/extra');
+  assert.equal(nested.status, 404);
+  assert.equal(nested.type, 'application/json');
+
+  // GET / is the query page (docs/http.md), the one HTML reply.
   const root = await get(httpPort, '/');
-  assert.equal(root.status, 404);
-  assert.equal(root.type, 'application/json');
+  assert.equal(root.status, 200);
+  assert.equal(root.type, 'text/html; charset=utf-8');
 
   const post = await get(httpPort, '/metrics', { method: 'POST', body: 'x' });
   assert.equal(post.status, 405);

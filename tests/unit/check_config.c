@@ -324,7 +324,8 @@ START_TEST(test_known_keys_listed)
         "clients.output_high_watermark", "clients.output_low_watermark",
         "clients.max_output_total", "clients.input_buffer",
         "admin.address", "admin.port", "admin.users",
-        "http.address", "http.port",
+        "http.address", "http.port", "http.max_request_size", "http.max_response_size",
+        "http.request_timeout_ms",
         "log.level", "log.target", "log.file", "log.access", "log.slow_request_ms",
     };
     size_t count = sizeof(expected) / sizeof(expected[0]);
