@@ -204,6 +204,8 @@ static const struct setting settings[] = {
       0, "stderr", 0, 0, "where log lines go: stderr, syslog or file", log_target_names },
     { "log.file", SETTING_STRING, CONFIG_FIELD(log_file), 0,
       0, "", 0, 0, "path of the log file when log.target is \"file\"", NULL },
+    { "log.syslog_path", SETTING_STRING, CONFIG_FIELD(syslog_path), SETTING_NONEMPTY,
+      0, "/dev/log", 0, 0, "path of the syslog socket when log.target is \"syslog\"", NULL },
     { "log.access", SETTING_BOOL, CONFIG_FIELD(log_access), 0,
       0, NULL, 0, 1, "whether every request gets an access line at info level", NULL },
     { "log.slow_request_ms", SETTING_INT, CONFIG_FIELD(slow_request_ms), 0,
@@ -1232,6 +1234,7 @@ void config_free(struct config *config)
     free(config->http_address);
     free(config->health_check_query);
     free(config->log_file);
+    free(config->syslog_path);
     free(config->path);
     free(config);
 }

@@ -128,6 +128,7 @@ struct config {
     int log_level;                   /* "error", "warn", "info" (default), "debug" */
     int log_target;                  /* enum log_target; default stderr */
     char *log_file;                  /* path for LOG_TARGET_FILE; default "" */
+    char *syslog_path;               /* socket for LOG_TARGET_SYSLOG; default "/dev/log" */
     int log_access;                  /* access line per request at info; default false */
     int slow_request_ms;             /* warn about slower requests; default 0 (off) */
 };

@@ -185,7 +185,8 @@ int lifecycle_reload(char *message, size_t message_size)
 
     keep_restart_only_keys(qmux.config, next);
     char log_message[512];
-    if (log_open(next->log_target, next->log_file, log_message, sizeof(log_message)) != 0)
+    if (log_open(next->log_target, next->log_file, next->syslog_path, log_message,
+                 sizeof(log_message)) != 0)
         log_error("reload: %s; logging stays as it was", log_message);
     log_set_level(next->log_level);
 

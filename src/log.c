@@ -10,21 +10,25 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
-#include <syslog.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 int log_level = LOG_LEVEL_INFO;
 
 static int current_target = LOG_TARGET_STDERR;
-static int log_fd = STDERR_FILENO;
+static int log_fd = STDERR_FILENO;      /* the file, or the connected syslog socket */
 static char *log_path;
 
-static const int syslog_priorities[] = {
-    [LOG_LEVEL_ERROR] = LOG_ERR,
-    [LOG_LEVEL_WARN] = LOG_WARNING,
-    [LOG_LEVEL_INFO] = LOG_INFO,
-    [LOG_LEVEL_DEBUG] = LOG_DEBUG,
+/* RFC 3164 facility "daemon", shifted into the PRI value. */
+#define SYSLOG_DAEMON (3 << 3)
+
+static const int syslog_severities[] = {
+    [LOG_LEVEL_ERROR] = 3,
+    [LOG_LEVEL_WARN] = 4,
+    [LOG_LEVEL_INFO] = 6,
+    [LOG_LEVEL_DEBUG] = 7,
 };
 
 static const char *const level_tags[] = {
@@ -37,6 +41,47 @@ static const char *const level_tags[] = {
 void log_set_level(int level)
 {
     log_level = level;
+}
+
+static int connect_syslog(const char *path)
+{
+    struct sockaddr_un address;
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        return -1;
+    memset(&address, 0, sizeof(address));
+    address.sun_family = AF_UNIX;
+    snprintf(address.sun_path, sizeof(address.sun_path), "%s", path);
+    if (connect(fd, (struct sockaddr *)&address, sizeof(address)) != 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+/* Sends one line to the syslog socket as "<PRI>qmux[PID]: text": the receiver stamps the
+ * time and host. A syslog daemon that restarted gets one reconnect attempt. */
+static void write_syslog(int level, const char *text, size_t length)
+{
+    char datagram[2200];
+    int header = snprintf(datagram, sizeof(datagram), "<%d>qmux[%ld]: ",
+                          SYSLOG_DAEMON | syslog_severities[level], (long)getpid());
+    size_t room = sizeof(datagram) - (size_t)header;
+    size_t n = length < room ? length : room;
+
+    memcpy(datagram + header, text, n);
+    if (send(log_fd, datagram, (size_t)header + n, MSG_NOSIGNAL) >= 0)
+        return;
+
+    int fd = connect_syslog(log_path);
+    if (fd < 0)
+        return;
+    close(log_fd);
+    log_fd = fd;
+    (void)!send(log_fd, datagram, (size_t)header + n, MSG_NOSIGNAL);
 }
 
 void log_write(int level, const char *format, ...)
@@ -62,9 +107,7 @@ void log_write(int level, const char *format, ...)
         used = sizeof(line) - 2;
 
     if (current_target == LOG_TARGET_SYSLOG) {
-        /* syslog stamps the time itself; the level becomes the priority. */
-        line[used] = '\0';
-        syslog(syslog_priorities[level], "%s", line + prefix);
+        write_syslog(level, line + prefix, used - prefix);
     } else {
         line[used++] = '\n';
         /* One write per line, so lines from a crash or a rotation never interleave. */
@@ -84,20 +127,26 @@ static int open_file(const char *path, char *error, size_t error_size)
     return fd;
 }
 
-int log_open(int target, const char *path, char *error, size_t error_size)
+int log_open(int target, const char *file, const char *syslog_path, char *error,
+             size_t error_size)
 {
     int fd = STDERR_FILENO;
+    const char *path = target == LOG_TARGET_SYSLOG ? syslog_path : file;
 
-    if (target == LOG_TARGET_FILE && (fd = open_file(path, error, error_size)) < 0)
+    if (target == LOG_TARGET_FILE && (fd = open_file(file, error, error_size)) < 0)
         return -1;
+    if (target == LOG_TARGET_SYSLOG && (fd = connect_syslog(syslog_path)) < 0) {
+        snprintf(error, error_size, "cannot connect to the syslog socket %s: %s; check "
+                 "log.syslog_path, or set log.target = \"stderr\"", syslog_path,
+                 strerror(errno));
+        return -1;
+    }
 
     log_close();
     current_target = target;
-    if (target == LOG_TARGET_FILE) {
+    if (target != LOG_TARGET_STDERR) {
         log_fd = fd;
         log_path = strdup(path);
-    } else if (target == LOG_TARGET_SYSLOG) {
-        openlog("qmux", LOG_PID | LOG_NDELAY, LOG_DAEMON);
     }
     return 0;
 }
@@ -121,10 +170,8 @@ void log_reopen(void)
 
 void log_close(void)
 {
-    if (current_target == LOG_TARGET_FILE && log_fd != STDERR_FILENO)
+    if (current_target != LOG_TARGET_STDERR && log_fd != STDERR_FILENO)
         close(log_fd);
-    if (current_target == LOG_TARGET_SYSLOG)
-        closelog();
     free(log_path);
     log_path = NULL;
     log_fd = STDERR_FILENO;

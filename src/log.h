@@ -18,11 +18,13 @@ extern int log_level;
 void log_set_level(int level);
 
 /*
- * Sends log lines to target (enum log_target): stderr, syslog (facility daemon), or the
- * file at path, opened for appending. Returns 0, or -1 with a message in error when the
- * file cannot be opened; the previous target then stays in use.
+ * Sends log lines to target (enum log_target): stderr, the syslog socket at syslog_path
+ * (facility daemon), or the file at file, opened for appending. Returns 0, or -1 with a
+ * message in error when the file or socket cannot be opened; the previous target then
+ * stays in use.
  */
-int log_open(int target, const char *path, char *error, size_t error_size);
+int log_open(int target, const char *file, const char *syslog_path, char *error,
+             size_t error_size);
 
 /* Reopens the log file (after logrotate moved it); a no-op for other targets. */
 void log_reopen(void);

@@ -252,7 +252,8 @@ int main(int argc, char **argv)
     }
 
     char log_error_text[512];
-    if (log_open(qmux.config->log_target, qmux.config->log_file, log_error_text,
+    if (log_open(qmux.config->log_target, qmux.config->log_file, qmux.config->syslog_path,
+                 log_error_text,
                  sizeof(log_error_text)) != 0) {
         fprintf(stderr, "qmux: %s\n", log_error_text);
         config_free(qmux.config);

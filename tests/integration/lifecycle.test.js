@@ -202,3 +202,38 @@ integrationTest('access and slow request lines', async (env) => {
     .test(env.qmux.stderr), { what: 'the slow request line' });
   client.destroy();
 });
+
+integrationTest('syslog target sends RFC 3164 lines', async (env) => {
+  const socketPath = path.join(env.tmpDir, 'syslog.sock');
+  const listener = spawn(CLIENT, ['notify-socket', socketPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let received = '';
+  listener.stdout.setEncoding('utf8');
+  listener.stdout.on('data', (chunk) => { received += chunk; });
+  try {
+    await waitFor(() => received.includes('listening'), { what: 'the syslog socket' });
+    await env.startUpstream();
+    await env.startQmux({ poolSize: 1, log: { target: 'syslog', syslog_path: socketPath } });
+
+    // Facility daemon (3): info is <30>, warn <28>.
+    await waitFor(() => new RegExp(`^<30>qmux\\[${env.qmux.pid}\\]: listening on 127\\.0\\.0\\.1:\\d+$`, 'm')
+      .test(received), { what: 'the listening line over syslog' });
+    const client = await RawConnection.connect(env.qmux.port);
+    await client.write(Buffer.from('x'.repeat(2000)));
+    await waitFor(() => /^<30>qmux\[\d+\]: client \d+ 127\.0\.0\.1:\d+: closed: invalid handshake/m
+      .test(received), { what: 'a client line over syslog' });
+    client.destroy();
+    assert.equal(env.qmux.stderr, '', 'nothing goes to stderr with target syslog');
+  } finally {
+    listener.kill('SIGTERM');
+  }
+});
+
+integrationTest('missing syslog socket fails the start', async (env) => {
+  await env.startUpstream();
+  const qmux = await env.startQmux({ poolSize: 1, waitReady: false,
+    log: { target: 'syslog', syslog_path: path.join(env.tmpDir, 'absent.sock') } });
+  qmux.stopRequested = true;
+  await waitFor(() => !qmux.running, { timeoutMs: 3000, what: 'qmux to exit' });
+  assert.equal(qmux.exitCode, 3, 'exit status 3, a start-up failure');
+  assert.match(qmux.stderr, /cannot connect to the syslog socket .*absent\.sock: .*; check log\.syslog_path/);
+});

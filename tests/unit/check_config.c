@@ -90,6 +90,7 @@ START_TEST(test_minimal_gets_defaults)
     ck_assert_int_eq(config->validate_messages, 1);
     ck_assert_int_eq(config->log_target, LOG_TARGET_STDERR);
     ck_assert_str_eq(config->log_file, "");
+    ck_assert_str_eq(config->syslog_path, "/dev/log");
     ck_assert_int_eq(config->log_access, 0);
     ck_assert_int_eq(config->slow_request_ms, 0);
     ck_assert_uint_eq(config->compression_max_size, 64u * 1024 * 1024);
@@ -326,7 +327,7 @@ START_TEST(test_known_keys_listed)
         "admin.address", "admin.port", "admin.users",
         "http.address", "http.port", "http.max_request_size", "http.max_response_size",
         "http.request_timeout_ms",
-        "log.level", "log.target", "log.file", "log.access", "log.slow_request_ms",
+        "log.level", "log.target", "log.file", "log.syslog_path", "log.access", "log.slow_request_ms",
     };
     size_t count = sizeof(expected) / sizeof(expected[0]);
 
