@@ -1168,6 +1168,9 @@ static bool parse_file(struct loader *loader, const char *path)
     if (strcmp(text, "syntax error") == 0)
         hint = " (check that strings are in double quotes, each setting ends with ';', and "
                "every '{' and '(' is closed)";
+    else if (strcmp(text, "duplicate setting name") == 0)
+        hint = " (a key or group is set twice in one scope; edit the existing one, for "
+               "example the admin or http group of the sample, instead of adding another)";
     else if (strstr(text, "include") != NULL)
         hint = " (an @include path is relative to the directory of the configuration file)";
     report_parse_error(loader, file, config_error_line(&loader->libconfig), "%s%s", text,
