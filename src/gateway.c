@@ -29,6 +29,7 @@
 #include "http.h"
 #include "ipc.h"
 #include "json.h"
+#include "lifecycle.h"
 #include "log.h"
 #include "qmux.h"
 
@@ -531,6 +532,20 @@ static void watch_cb(evutil_socket_t fd, short what, void *arg)
                "log names the reason");
 }
 
+/* Replies to queries not yet written out completely; libevent calls reply_complete_cb
+ * when the last byte of one has been written.
+ * NOTE: when the HTTP connection fails before that, libevent calls nothing, and a
+ * graceful shutdown then waits its full clients.shutdown_timeout_ms. */
+static int replies_in_flight;
+
+static void reply_complete_cb(struct evhttp_request *request, void *arg)
+{
+    (void)request;
+    (void)arg;
+    replies_in_flight--;
+    lifecycle_check_drained();
+}
+
 /* libevent frees the HTTP connection: at shutdown (evhttp_free) or after a network error.
  * A request detached from it by libevent is the gateway's to free; one still on it is
  * freed by libevent. */
@@ -645,9 +660,9 @@ static int request_user(struct evhttp_request *request, char *user, size_t size,
                  "are not base64 or longer than %zu bytes", sizeof(credentials));
         return -1;
     }
-    size_t name_length = strcspn(credentials, ":");
-    if (name_length > (size_t)length)
-        name_length = (size_t)length;
+    /* The decoded bytes carry no NUL, so search only what was decoded. */
+    const char *colon = memchr(credentials, ':', (size_t)length);
+    size_t name_length = colon != NULL ? (size_t)(colon - credentials) : (size_t)length;
     if (name_length == 0)
         return 0;
     if (name_length >= size)
@@ -837,12 +852,22 @@ void gateway_handle_query(struct evhttp_request *request)
 
     struct gateway_query *query = start_query(request, peer, user, gzip, text, length);
     free(text);
+    if (query != NULL) {
+        /* A graceful shutdown waits for this reply to be written out, not only rendered. */
+        evhttp_request_set_on_complete_cb(request, reply_complete_cb, NULL);
+        replies_in_flight++;
+    }
     if (query == NULL) {
         log_error("%s: out of memory for a query", peer);
         send_error(request, gzip, 500, "Internal Server Error", "out of memory");
         return;
     }
     log_debug("%s: query of %zu bytes as user %s sent", peer, length, user);
+}
+
+int gateway_replies_in_flight(void)
+{
+    return replies_in_flight;
 }
 
 void gateway_stop(void)

@@ -19,4 +19,7 @@ void gateway_handle_query(struct evhttp_request *request);
  * Called by http_stop after evhttp_free, which has freed their HTTP requests. */
 void gateway_stop(void);
 
+/* Returns the number of query replies not yet written out completely. */
+int gateway_replies_in_flight(void);
+
 #endif

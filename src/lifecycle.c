@@ -12,6 +12,7 @@
 #include <event2/listener.h>
 
 #include "client.h"
+#include "gateway.h"
 #include "log.h"
 #include "notify.h"
 #include "pool.h"
@@ -112,7 +113,7 @@ void lifecycle_shutdown(const char *why)
 
 void lifecycle_check_drained(void)
 {
-    if (qmux.stopping && count_active_clients() == 0)
+    if (qmux.stopping && count_active_clients() == 0 && gateway_replies_in_flight() <= 0)
         event_base_loopexit(qmux.base, NULL);
 }
 

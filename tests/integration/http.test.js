@@ -489,3 +489,29 @@ integrationTest('http client killed by admin is 502', async (env) => {
   assert.equal(status, 502);
   assert.match(json.error, /^qmux closed the query's connection before the response was complete/);
 });
+
+integrationTest('Basic credentials without colon', async (env) => {
+  const port = await startWithHttp(env);
+  // 256 bytes decoded, no colon: the user name is cut, nothing is read past the buffer.
+  const credentials = Buffer.alloc(256, 'A').toString('base64');
+  const result = await query(port, '2+3', { Authorization: `Basic ${credentials}` });
+  assert.equal(result.status, 200);
+  assert.deepEqual(result.json, 5);
+});
+
+integrationTest('SIGTERM lets an HTTP reply finish', async (env) => {
+  const port = await startWithHttp(env, { poolSize: 1 });
+  // About 8 MB of JSON, read at the pace node reads; the signal comes while it is on its way.
+  const pending = request(port, `/q?query=${encodeURIComponent('til 1000000')}`,
+    { headers: { 'Accept-Encoding': 'identity' } });
+  await sleep(50);
+  env.qmux.stopRequested = true;
+  process.kill(env.qmux.pid, 'SIGTERM');
+  const response = await pending;
+  assert.equal(response.status, 200);
+  const values = JSON.parse(response.body.toString('utf8'));
+  assert.equal(values.length, 1000000, 'the whole result arrived');
+  assert.equal(values[999999], 999999);
+  await waitFor(() => !env.qmux.running, { timeoutMs: 5000, what: 'qmux to exit' });
+  assert.equal(env.qmux.exitCode, 0);
+});

@@ -112,6 +112,13 @@ uint8_t *qwire_build_handshake(const char *credentials, int capability, size_t *
     if (handshake == NULL)
         return NULL;
     memcpy(handshake, credentials, credentials_length);
+    /* Capability 0 is signalled by sending no capability byte, as early Java clients did:
+     * a 0 byte would end the credentials and leave a stray NUL. */
+    if (capability == 0) {
+        handshake[credentials_length] = 0;
+        *length = credentials_length + 1;
+        return handshake;
+    }
     handshake[credentials_length] = (uint8_t)capability;
     handshake[credentials_length + 1] = 0;
     *length = credentials_length + 2;
