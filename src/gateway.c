@@ -533,9 +533,11 @@ static void watch_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* Replies to queries not yet written out completely; libevent calls reply_complete_cb
- * when the last byte of one has been written.
- * NOTE: when the HTTP connection fails before that, libevent calls nothing, and a
- * graceful shutdown then waits its full clients.shutdown_timeout_ms. */
+ * when the last byte of one has been written, and connection_closed_cb counts the
+ * queries whose connection closed before their reply.
+ * NOTE: when the connection fails while the reply is being written, libevent calls
+ * neither and the count stays high, so a graceful shutdown bounds its wait for HTTP
+ * replies separately (lifecycle.c). */
 static int replies_in_flight;
 
 static void reply_complete_cb(struct evhttp_request *request, void *arg)
@@ -556,6 +558,8 @@ static void connection_closed_cb(struct evhttp_connection *connection, void *arg
     (void)connection;
     log_info("%s: connection closed while its query waited for the response",
              query->peer);
+    /* No reply will be written for this request, so reply_complete_cb will not run. */
+    replies_in_flight--;
     query->connection = NULL;
     if (evhttp_request_get_connection(query->request) == NULL)
         evhttp_request_free(query->request);

@@ -23,6 +23,10 @@
 
 static struct event *signal_events[5];
 static struct event *shutdown_timer;
+static struct event *reply_drain_timer;
+
+/* Once no request is in flight, how long a shutdown waits for HTTP replies to be written. */
+#define REPLY_DRAIN_MS 2000
 static struct event *status_timer;
 
 static int count_active_clients(void)
@@ -111,9 +115,32 @@ void lifecycle_shutdown(const char *why)
     lifecycle_check_drained();
 }
 
+static void reply_drain_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    log_warn("%d HTTP replies still unwritten after %d ms; closing them",
+             gateway_replies_in_flight(), REPLY_DRAIN_MS);
+    event_base_loopexit(qmux.base, NULL);
+}
+
 void lifecycle_check_drained(void)
 {
-    if (qmux.stopping && count_active_clients() == 0 && gateway_replies_in_flight() <= 0)
+    if (!qmux.stopping || count_active_clients() > 0)
+        return;
+    if (gateway_replies_in_flight() <= 0) {
+        event_base_loopexit(qmux.base, NULL);
+        return;
+    }
+
+    /* Rendered HTTP replies get a short time to be written out. The count cannot see a
+     * connection that failed mid-reply, so the wait is bounded on its own. */
+    if (reply_drain_timer != NULL)
+        return;
+    struct timeval wait = { REPLY_DRAIN_MS / 1000, (REPLY_DRAIN_MS % 1000) * 1000 };
+    reply_drain_timer = evtimer_new(qmux.base, reply_drain_cb, NULL);
+    if (reply_drain_timer == NULL || evtimer_add(reply_drain_timer, &wait) != 0)
         event_base_loopexit(qmux.base, NULL);
 }
 
@@ -255,6 +282,9 @@ void lifecycle_stop(void)
     }
     if (shutdown_timer != NULL)
         event_free(shutdown_timer);
+    if (reply_drain_timer != NULL)
+        event_free(reply_drain_timer);
+    reply_drain_timer = NULL;
     if (status_timer != NULL)
         event_free(status_timer);
     shutdown_timer = NULL;
