@@ -123,7 +123,7 @@ integrationTest('admin show clients lists a client', async (env) => {
   const connectedMs = row.connected / 1e6;
   assert.ok(Math.abs(Date.now() - connectedMs) < 10000, `connected ${new Date(connectedMs).toISOString()}`);
 
-  assert.match(env.qmux.stderr, /INFO  admin \d+ 127\.0\.0\.1:\d+: user ops: show clients: ok/);
+  await waitFor(() => (/INFO  admin \d+ 127\.0\.0\.1:\d+: user ops: show clients: ok/).test(env.qmux.stderr), { what: 'the log line' });
   await closeAdmin(admin);
   client.destroy();
 });
@@ -139,7 +139,7 @@ integrationTest('admin kill client closes it', async (env) => {
   assert.ok(target, 'the victim is listed');
   assert.equal(await run(admin, `kill client ${target.id}`), `client ${target.id} closed`);
   assert.equal(await victim.waitClosed(3000), true, 'the killed client is disconnected');
-  assert.match(env.qmux.stderr, new RegExp(`client ${target.id} \\S+: closed: killed by admin`));
+  await waitFor(() => (new RegExp(`client ${target.id} \\S+: closed: killed by admin`)).test(env.qmux.stderr), { what: 'the log line' });
 
   const after = await run(admin, 'show clients');
   assert.deepEqual(after.map((row) => row.user), ['bystander']);
@@ -240,7 +240,7 @@ integrationTest('admin reload applies a new pool size', async (env) => {
   await assert.rejects(run(admin, 'reload'), /^Error: reload failed: .* is invalid; the running configuration stays in use/);
   assert.equal((await run(admin, 'show pools'))[0].size, 3);
   assert.equal((await run(admin, 'show config'))['pool.size'], '3');
-  assert.match(env.qmux.stderr, /reload: .*pool\.size = 0 is out of range/);
+  await waitFor(() => (/reload: .*pool\.size = 0 is out of range/).test(env.qmux.stderr), { what: 'the log line' });
   await closeAdmin(admin);
 });
 
@@ -253,7 +253,7 @@ integrationTest('admin shutdown stops qmux', async (env) => {
   await Promise.race([env.qmux.exited, sleep(5000)]);
   assert.equal(env.qmux.running, false, 'qmux exited');
   assert.equal(env.qmux.exitCode, 0);
-  assert.match(env.qmux.stderr, /admin shutdown; stopping/);
+  await waitFor(() => (/admin shutdown; stopping/).test(env.qmux.stderr), { what: 'the log line' });
 });
 
 integrationTest('admin show config hides passwords', async (env) => {
@@ -345,7 +345,7 @@ integrationTest('admin rejects other users', async (env) => {
   const raw = await RawConnection.connect(adminPort);
   await raw.write(Buffer.concat([Buffer.from('mallory:pw'), Buffer.from([3, 0])]));
   await assert.rejects(raw.read(1, 2000), /connection closed/, 'closed without a capability byte');
-  assert.match(env.qmux.stderr, /admin \d+ \S+: login rejected: user mallory is not in admin\.users/);
+  await waitFor(() => (/admin \d+ \S+: login rejected: user mallory is not in admin\.users/).test(env.qmux.stderr), { what: 'the log line' });
 
   // The client listener does not accept admin commands.
   const client = await connectRawClient(env.qmux.port, `${ADMIN_USER}:pw`);

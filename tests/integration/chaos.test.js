@@ -246,6 +246,8 @@ integrationTest('chaos under 200 clients', {
   assert.equal(healedSummary.ok, CLIENTS * 5, describeRun(healed));
   assert.equal(healed.code, 0, describeRun(healed));
 
-  assert.match(env.qmux.stderr, /connection closed: .*; reconnecting/, 'qmux logs each lost connection');
-  assert.match(env.qmux.stderr, /reconnected after \d+ attempts?/, 'qmux logs each reconnect');
+  await waitFor(() => /connection closed: .*; reconnecting/.test(env.qmux.stderr),
+    { what: 'qmux logs each lost connection' });
+  await waitFor(() => /reconnected after \d+ attempts?/.test(env.qmux.stderr),
+    { what: 'qmux logs each reconnect' });
 });

@@ -433,7 +433,7 @@ integrationTest('http query waits in the shared queue', async (env) => {
   const after = await metrics(port);
   assert.equal(after.qmux_requests_total - before.qmux_requests_total, 2, 'both requests counted');
   assert.ok(after.qmux_queue_wait_seconds_sum - before.qmux_queue_wait_seconds_sum >= 0.3, 'the queue wait counted');
-  assert.match(env.qmux.stderr, /client \d+ http 127\.0\.0\.1:\d+: closed: disconnected \(user http, /);
+  await waitFor(() => (/client \d+ http 127\.0\.0\.1:\d+: closed: disconnected \(user http, /).test(env.qmux.stderr), { what: 'the log line' });
 });
 
 integrationTest('http clients close after each query', async (env) => {
@@ -444,7 +444,7 @@ integrationTest('http clients close after each query', async (env) => {
 
   results.forEach((result, i) => assert.equal(result.json.length, i + 1));
   await waitFor(async () => (await metrics(port)).qmux_clients === 0, { what: 'qmux_clients 0' });
-  assert.match(env.qmux.stderr, /closed: disconnected \(user alice, /);
+  await waitFor(() => (/closed: disconnected \(user alice, /).test(env.qmux.stderr), { what: 'the log line' });
   assert.doesNotMatch(env.qmux.stderr, /secret-not-checked/, 'the password is not logged');
 });
 

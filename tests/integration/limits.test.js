@@ -33,7 +33,7 @@ integrationTest('query timeout retires the connection', async (env) => {
   assert.ok(answer.error, 'the timed-out request gets a kdb+ error');
   assert.match(answer.error, /^query timeout: no response within 300 ms \(clients\.query_timeout_ms\)/);
   assert.ok(elapsed < 1000, `error after ${elapsed} ms, before the query finished`);
-  assert.match(env.qmux.stderr, /query not answered within 300 ms \(clients\.query_timeout_ms\); closing the connection/);
+  await waitFor(() => (/query not answered within 300 ms \(clients\.query_timeout_ms\); closing the connection/).test(env.qmux.stderr), { what: 'the log line' });
 
   // A new connection replaces the retired one and serves the next request. Like kdb+,
   // the stand-in accepts the new login only after the abandoned query finished.
@@ -115,7 +115,7 @@ integrationTest('idle timeout closes only idle clients', async (env) => {
   await busy.write(encodeQuery(MSG_SYNC, 'system "sleep 1.6"'));
 
   assert.equal(await idle.waitClosed(2000), true, 'the idle client is closed');
-  assert.match(env.qmux.stderr, /closed: idle for \d+ ms \(clients\.idle_timeout_ms 300\)/);
+  await waitFor(() => (/closed: idle for \d+ ms \(clients\.idle_timeout_ms 300\)/).test(env.qmux.stderr), { what: 'the log line' });
 
   const answer = await readAnswer(busy, 3000);
   assert.equal(answer.type, 0, 'the client waiting on a long query stays connected');
@@ -183,7 +183,7 @@ integrationTest('unsent request moves to another upstream',
     process.kill(first.pid, 'SIGKILL');
 
     assert.deepEqual(await readAnswer(client, 3000), { long: 42n });
-    assert.match(env.qmux.stderr, /request of client \d+ was not sent yet; it goes to another connection/);
+    await waitFor(() => (/request of client \d+ was not sent yet; it goes to another connection/).test(env.qmux.stderr), { what: 'the log line' });
     client.destroy();
     sender.destroy();
   });
@@ -197,7 +197,7 @@ integrationTest('max_clients rejects extra connections', async (env) => {
 
   const third = await RawConnection.connect(env.qmux.port);
   assert.equal(await third.waitClosed(2000), true, 'the third connection is closed');
-  assert.match(env.qmux.stderr, /2 clients connected, the clients\.max_clients limit; raise it/);
+  await waitFor(() => (/2 clients connected, the clients\.max_clients limit; raise it/).test(env.qmux.stderr), { what: 'the log line' });
 
   assert.deepEqual(await first.query('2+3'), { long: 5n }, 'connected clients are served');
   second.destroy();
@@ -263,7 +263,7 @@ integrationTest('handshake timeout closes a silent client', async (env) => {
   assert.equal(await silent.waitClosed(2000), true, 'the silent client is closed');
   const elapsed = Date.now() - started;
   assert.ok(elapsed >= 250 && elapsed < 1500, `closed after ${elapsed} ms`);
-  assert.match(env.qmux.stderr, /handshake not completed within 300 ms \(clients\.handshake_timeout_ms\)/);
+  await waitFor(() => (/handshake not completed within 300 ms \(clients\.handshake_timeout_ms\)/).test(env.qmux.stderr), { what: 'the log line' });
 
   const client = await connectClient(env.qmux.port);
   assert.deepEqual(await client.query('2+3'), { long: 5n }, 'a client that logs in is served');
