@@ -78,9 +78,9 @@ int client_retract_response(struct client *client)
     if (kept == NULL)
         return 0;
 
-    /* A socket bufferevent freezes the front of its output buffer while it may write;
-     * nothing is being written now, so it is safe to rebuild the buffer without the
-     * partial response: keep what came before it, drop the rest. */
+    /* A socket bufferevent freezes the front of its output buffer while it may write.
+     * Nothing is being written now, so the buffer can be rebuilt: keep what came before
+     * the partial response and drop the response. */
     evbuffer_unfreeze(output, 1);
     int moved = evbuffer_remove_buffer(output, kept, before);
     int ok = moved >= 0 && (size_t)moved == before && evbuffer_drain(output, partial) == 0;
@@ -865,8 +865,8 @@ static void accept_resume_cb(evutil_socket_t fd, short what, void *arg)
         evconnlistener_enable(qmux.listener);
 }
 
-/* Out of descriptors, accept() fails at once again for as long as the pending connections
- * wait, so the listener pauses briefly instead of spinning; a close frees a descriptor. */
+/* Pauses the listener briefly when out of descriptors: accept() would fail again at once
+ * for as long as connections are pending, and a closing client frees a descriptor. */
 static void pause_accepting(void)
 {
     struct timeval pause = { 0, ACCEPT_PAUSE_MS * 1000 };

@@ -344,7 +344,7 @@ static struct upconn *least_busy_idle(struct pool *pool)
     return TAILQ_FIRST(&best->idle);
 }
 
-static void client_wait(struct request_queue *queue, struct client *client)
+void pool_wait_in(struct request_queue *queue, struct client *client)
 {
     client->state = CLIENT_QUEUED;
     gettimeofday(&client->queued_at, NULL);
@@ -385,7 +385,7 @@ int pool_submit_sync(struct pool *pool, struct client *client)
     if (pool->paused) {
         if (reject_when_full(pool, client))
             return 1;
-        client_wait(&pool->queue, client);
+        pool_wait_in(&pool->queue, client);
         return 0;
     }
     if (conn != NULL) {
@@ -393,7 +393,7 @@ int pool_submit_sync(struct pool *pool, struct client *client)
             take_idle(pool, conn);
             upconn_send_request(conn, client);
         } else {
-            client_wait(&conn->pinned_queue, client);
+            pool_wait_in(&conn->pinned_queue, client);
         }
         return 0;
     }
@@ -406,7 +406,7 @@ int pool_submit_sync(struct pool *pool, struct client *client)
     }
     if (reject_when_full(pool, client))
         return 1;
-    client_wait(&pool->queue, client);
+    pool_wait_in(&pool->queue, client);
     return 0;
 }
 
@@ -444,7 +444,7 @@ struct upconn *pool_async_target(struct pool *pool)
 
 void pool_wait(struct pool *pool, struct client *client)
 {
-    client_wait(&pool->queue, client);
+    pool_wait_in(&pool->queue, client);
 }
 
 /* Returns the client that has waited longest for conn: the head of its pinned queue or
@@ -470,8 +470,8 @@ void pool_release(struct pool *pool, struct upconn *conn)
     pool->idle_count++;
     conn->in_idle_list = 1;
 
-    /* Each waiter re-runs its head message: a sync request takes conn out of the idle
-     * list (ending the loop); an async one is written and the next waiter is served. */
+    /* Each waiter re-runs its head message. A sync request takes conn out of the idle
+     * list, which ends the loop; an async one is written and the next waiter is served. */
     while (conn->in_idle_list && !pool->paused) {
         struct client *client = oldest_waiter(pool, conn);
 

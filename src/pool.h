@@ -79,6 +79,9 @@ int pool_submit_sync(struct pool *pool, struct client *client);
  */
 struct upconn *pool_async_target(struct pool *pool);
 
+/* Makes client QUEUED in queue, stamped with the time it started waiting. */
+void pool_wait_in(struct request_queue *queue, struct client *client);
+
 /* Queues a client whose async message found no connection; it waits like a sync. */
 void pool_wait(struct pool *pool, struct client *client);
 

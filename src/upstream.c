@@ -112,9 +112,9 @@ static void send_query_upstream(struct upconn *conn, const char *text)
     output_add(conn, text, text_len);
 }
 
-/* Delay before the next attempt: a base of pool.reconnect_min_ms doubled per failure,
- * plus random jitter of up to half the base, so that many connections lost at once do
- * not all reconnect at the same moment; never more than pool.reconnect_max_ms. */
+/* Returns the delay before the next attempt: a base of pool.reconnect_min_ms doubled per
+ * failure, plus random jitter of up to half the base, capped at pool.reconnect_max_ms.
+ * The jitter keeps connections lost together from reconnecting at the same moment. */
 static long backoff_ms(const struct upconn *conn)
 {
     const struct config *config = qmux.config;
@@ -284,7 +284,8 @@ static int end_message(struct upconn *conn)
         evbuffer_drain(conn->collected, evbuffer_get_length(conn->collected));
     conn->discarding = 0;
     if (discarded && conn->message_type == IPC_SYNC) {
-        /* kdb+ blocks until its sync request is answered: answer for the missing client. */
+        /* kdb+ blocks until its sync request gets a response, so send one for the
+         * missing client. */
         send_error_upstream(conn, "qmux: no client to answer this request");
         return 1;
     }
@@ -424,9 +425,8 @@ static void relay(struct upconn *conn)
 
 /*
  * Reads what the socket holds, up to UPSTREAM_READ_CHUNK, into conn->input. libevent 2.1's
- * bufferevents read at most 4 KiB per call, which makes a 1 GB result cost 250,000 reads;
- * qmux reads upstream sockets itself so one call can take a large chunk. Returns the
- * bytes read, 0 at end of file, or -1 on an error (errno set; EAGAIN means nothing yet).
+ * bufferevents read at most 4 KiB per call, so a 1 GB result would cost 250,000 reads.
+ * Returns the bytes read, 0 at end of file, or -1 with errno set (EAGAIN: nothing yet).
  */
 static ssize_t read_socket(struct upconn *conn, evutil_socket_t fd)
 {
@@ -716,9 +716,7 @@ int upconn_output_full(const struct upconn *conn)
 
 void upconn_wait_for_drain(struct upconn *conn, struct client *client)
 {
-    client->state = CLIENT_QUEUED;
-    gettimeofday(&client->queued_at, NULL);
-    queue_push(&conn->write_waiters, client);
+    pool_wait_in(&conn->write_waiters, client);
 }
 
 /* The output buffer drained below the low watermark: let blocked async senders go on. */
@@ -784,9 +782,8 @@ static void log_loss(struct upconn *conn, const char *reason, int was_logged_in)
         gettimeofday(&conn->down_since, NULL);
         ulog_warn(conn, "connection closed: %s; reconnecting", reason);
     } else if (conn->failures == 0 || strcmp(reason, conn->last_error) != 0) {
-        /* The first failed attempt, and any failure unlike the previous one (such as a
-         * rejected login after a lost connection), are worth a warning; repeats of the
-         * same failure are not. */
+        /* Warn about the first failed attempt and about any failure unlike the previous
+         * one, such as a rejected login after a lost connection. Repeats go to debug. */
         if (!conn->ever_connected && conn->failures == 0)
             gettimeofday(&conn->down_since, NULL);
         ulog_warn(conn, "%s; retrying with backoff up to %d ms", reason,
