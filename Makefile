@@ -124,10 +124,12 @@ SYSTEMD_UNIT_DIR ?= /lib/systemd/system
 # The unit's paths follow PREFIX; an existing /etc/qmux/qmux.conf is kept.
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man8 \
-	    $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)/etc/qmux $(DESTDIR)$(SYSTEMD_UNIT_DIR)
+	    $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man1 \
+	    $(DESTDIR)/etc/qmux $(DESTDIR)$(SYSTEMD_UNIT_DIR)
 	install -m 755 $(BUILD)/qmux $(BUILD)/qmux-standin $(BUILD)/qmux-passwd $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 man/qmux.8 $(DESTDIR)$(PREFIX)/share/man/man8/
 	install -m 644 man/qmux.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/
+	install -m 644 man/qmux-passwd.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	[ -e $(DESTDIR)/etc/qmux/qmux.conf ] || \
 	    install -m 640 conf/qmux.conf $(DESTDIR)/etc/qmux/qmux.conf
 	sed 's|/usr/local/bin/|$(PREFIX)/bin/|g' systemd/qmux.service >$(DESTDIR)$(SYSTEMD_UNIT_DIR)/qmux.service

@@ -138,7 +138,7 @@ start_qmux() {
     done
     qmux_port=$("$bench" port)
     cat >"$workdir/$name.conf" <<EOF
-listen = { address = "127.0.0.1"; port = $qmux_port; };
+listen = { address = "127.0.0.1"; port = $qmux_port; anonymous = true; };
 pool = { size = $pool_size; };
 upstreams = ( $upstreams );
 clients = { max_clients = 20000; };

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 status=0
-for page in man/qmux.8 man/qmux.conf.5; do
+for page in man/qmux.8 man/qmux.conf.5 man/qmux-passwd.1; do
     if ! mandoc -T lint -W warning "$page"; then
         echo "check-docs: $page has mandoc warnings (above)" >&2
         status=1

@@ -77,8 +77,11 @@ for port in "${upstream_ports[@]}"; do
     wait_for_port "$port"
 done
 
-# The sample configuration, with the three upstreams and two connections to each.
+# The sample configuration, with the three upstreams, two connections to each, and a
+# users file with the one user demo (password demo).
 config="$workdir/qmux.conf"
+printf 'demo\n' | "$build/qmux-passwd" -i 1000 demo >"$workdir/users"
+chmod 600 "$workdir/users"
 sed -e 's/^upstreams = .*$/upstreams = ( { host = "127.0.0.1"; port = 5001; }, { host = "127.0.0.1"; port = 5002; }, { host = "127.0.0.1"; port = 5003; } );/' \
     -e 's/^    size = 4; /    size = 2; /' "$top/conf/qmux.conf" >"$config"
 
@@ -90,7 +93,7 @@ wait_for_port 5010
 run_timed() {
     local port=$1 label=$2 expr=$3 start end output
     start=$(date +%s%N)
-    output=$("$build/qmux-client" -p "$port" "$expr" | head -c 60)
+    output=$("$build/qmux-client" -p "$port" -u demo:demo "$expr" | head -c 60)
     end=$(date +%s%N)
     printf '  %-32s %8.1f ms   %s\n' "$label" "$(( (end - start) / 1000 ))e-3" "$output"
 }
@@ -128,8 +131,8 @@ echo "were done when the slowest was."
 if [ "$keep" -eq 1 ]; then
     echo
     echo "qmux (pid $qmux_pid) is still running on 127.0.0.1:5010, upstream pids ${upstream_pids[*]}."
-    echo "Connect from q with h:hopen \`:127.0.0.1:5010, or run"
-    echo "  build/qmux-client -p 5010 'til 10'"
+    echo "Connect from q with h:hopen \`:127.0.0.1:5010:demo:demo, or run"
+    echo "  build/qmux-client -p 5010 -u demo:demo 'til 10'"
     echo "Logs and the generated configuration: $workdir"
     echo "Stop them with: kill $qmux_pid ${upstream_pids[*]}"
     trap - EXIT

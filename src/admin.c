@@ -24,11 +24,13 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "auth.h"
 #include "client.h"
 #include "compress.h"
 #include "ipc.h"
 #include "lifecycle.h"
 #include "log.h"
+#include "login.h"
 #include "metrics.h"
 #include "pool.h"
 #include "qdec.h"
@@ -60,6 +62,9 @@ struct admin_conn {
     char user[64];                  /* sanitized for logs */
     struct bufferevent *bev;
     int logged_in;
+    const struct auth_user *account; /* its account, or NULL when logged in by name only */
+    struct login_session *login;    /* password check, or a rejected login held open */
+    int capability;                 /* requested in the handshake */
     int closing;                    /* flushing a final error, then closing */
     const char *close_reason;
     int shutdown_after_flush;       /* the shutdown command's reply is being sent */
@@ -87,6 +92,7 @@ static void admin_close(struct admin_conn *conn, const char *reason)
               conn->user[0] ? conn->user : "-", conn->requests);
     if (conn->handshake_timer != NULL)
         event_free(conn->handshake_timer);
+    login_end(conn->login);
     if (conn->bev != NULL)
         bufferevent_free(conn->bev);
     TAILQ_REMOVE(&connections, conn, link);
@@ -987,18 +993,83 @@ static void process_input(struct admin_conn *conn)
 
 /* ---- Handshake and connection events ---- */
 
-static int user_allowed(const uint8_t *user, size_t length)
+/* Returns nonzero when name[0..length) may log in under admin.users: it is listed, or
+ * the list is empty. */
+static int name_listed(const struct config *config, const char *name, size_t length)
 {
-    const struct config_names *users = &qmux.config->admin_users;
+    const struct config_names *users = &config->admin_users;
 
+    if (users->count == 0)
+        return 1;
     for (int i = 0; i < users->count; i++)
-        if (strlen(users->items[i]) == length && memcmp(users->items[i], user, length) == 0)
+        if (strlen(users->items[i]) == length && memcmp(users->items[i], name, length) == 0)
             return 1;
     return 0;
 }
 
-/* Reads the login handshake. Returns 0 when logged in or waiting for more bytes, -1 when
- * conn was closed. */
+/* Answers the handshake and starts reading commands. */
+static void admit(struct admin_conn *conn, const struct auth_user *account)
+{
+    uint8_t reply = (uint8_t)(conn->capability < ADMIN_CAPABILITY ? conn->capability
+                                                                  : ADMIN_CAPABILITY);
+
+    conn->account = account;
+    bufferevent_write(conn->bev, &reply, 1);
+    bufferevent_setwatermark(conn->bev, EV_READ, 0, ADMIN_MAX_MESSAGE);
+    if (conn->handshake_timer != NULL) {
+        event_free(conn->handshake_timer);
+        conn->handshake_timer = NULL;
+    }
+    conn->logged_in = 1;
+    alog_info(conn, "logged in as user %s (%s), capability %d", conn->user,
+              account != NULL ? "password checked" : "admin.users, no password", reply);
+    bufferevent_enable(conn->bev, EV_READ);
+}
+
+static void rejected_close(void *arg)
+{
+    admin_close(arg, "login rejected");
+}
+
+/* kdb+ closes a rejected login without a reply; clients report 'access. With a password
+ * check, the close waits for the address's failed-login delay. */
+static void reject_login(struct admin_conn *conn, const char *why)
+{
+    stats.logins_rejected++;
+    alog_warn(conn, "login rejected for user %s: %s", conn->user[0] ? conn->user : "(empty)",
+              why);
+    if (conn->handshake_timer != NULL) {
+        event_free(conn->handshake_timer);
+        conn->handshake_timer = NULL;
+    }
+    if (conn->login == NULL)
+        admin_close(conn, "login rejected");
+    else
+        login_reject(conn->login, rejected_close);
+}
+
+static void login_done(void *arg, const struct auth_user *user, const char *failure)
+{
+    struct admin_conn *conn = arg;
+
+    if (user == NULL) {
+        reject_login(conn, failure);
+        return;
+    }
+    if (!login_listener_allowed(user, AUTH_LISTENER_ADMIN)) {
+        reject_login(conn, "the account has no admin option, or its listeners= option does not "
+                     "name admin");
+        return;
+    }
+    login_succeeded(conn->peer);
+    login_end(conn->login);
+    conn->login = NULL;
+    admit(conn, user);
+    process_input(conn);
+}
+
+/* Reads the login handshake. Returns 0 when logged in or waiting for more bytes or for
+ * the password check, -1 when conn was closed. */
 static int read_handshake(struct admin_conn *conn)
 {
     struct evbuffer *input = bufferevent_get_input(conn->bev);
@@ -1016,26 +1087,58 @@ static int read_handshake(struct admin_conn *conn)
     }
 
     log_sanitize(conn->user, sizeof(conn->user), (const char *)bytes, handshake.user_len);
-    if (!user_allowed(bytes, handshake.user_len)) {
-        /* kdb+ closes a rejected login without a reply; clients report 'access. */
-        alog_warn(conn, "login rejected: user %s is not in admin.users",
-                  conn->user[0] ? conn->user : "(empty)");
-        admin_close(conn, "login rejected");
+    conn->capability = handshake.capability;
+    if (!name_listed(qmux.config, (const char *)bytes, handshake.user_len)) {
+        evbuffer_drain(input, handshake.length);
+        reject_login(conn, "the user is not in admin.users");
         return -1;
     }
-
-    uint8_t reply = (uint8_t)(handshake.capability < ADMIN_CAPABILITY ? handshake.capability
-                                                                      : ADMIN_CAPABILITY);
-    evbuffer_drain(input, handshake.length);
-    bufferevent_write(conn->bev, &reply, 1);
-    bufferevent_setwatermark(conn->bev, EV_READ, 0, ADMIN_MAX_MESSAGE);
-    if (conn->handshake_timer != NULL) {
-        event_free(conn->handshake_timer);
-        conn->handshake_timer = NULL;
+    if (!login_needs_check(qmux.config->users, qmux.config->admin_anonymous, bytes,
+                           handshake.user_len)) {
+        evbuffer_drain(input, handshake.length);
+        admit(conn, NULL);
+        return 0;
     }
-    conn->logged_in = 1;
-    alog_info(conn, "logged in as user %s, capability %d", conn->user, reply);
+
+    bufferevent_disable(conn->bev, EV_READ);
+    conn->login = login_begin_handshake(conn->peer, bytes, &handshake, login_done, conn);
+    evbuffer_drain(input, handshake.length);
+    if (conn->login == NULL) {
+        admin_close(conn, "out of memory while checking the password");
+        return -1;
+    }
     return 0;
+}
+
+void admin_rebind_all(const struct config *config)
+{
+    struct admin_conn *conn;
+    struct admin_conn *next;
+
+    for (conn = TAILQ_FIRST(&connections); conn != NULL; conn = next) {
+        next = TAILQ_NEXT(conn, link);
+        if (!conn->logged_in)
+            continue;
+
+        const char *name = conn->account != NULL ? auth_user_name(conn->account) : conn->user;
+        const struct auth_user *account = auth_find_user(config->users, name, strlen(name));
+        const char *rejection = NULL;
+        if (!name_listed(config, name, strlen(name)))
+            rejection = "the user is no longer in admin.users after a reload";
+        else if (conn->account != NULL && account == NULL)
+            rejection = "its account was removed from auth.users_file by a reload";
+        else if (account != NULL && !login_listener_allowed(account, AUTH_LISTENER_ADMIN))
+            rejection = "its account lost admin rights in a reload";
+        else if (conn->account == NULL && config->users != NULL && !config->admin_anonymous)
+            rejection = "logins without a password are off after a reload";
+        else if (conn->account == NULL && account != NULL)
+            rejection = "its user name has an account after a reload; log in with its password";
+        if (rejection != NULL) {
+            admin_close(conn, rejection);
+            continue;
+        }
+        conn->account = account;
+    }
 }
 
 static void read_cb(struct bufferevent *bev, void *arg)
@@ -1204,10 +1307,13 @@ int admin_start(void)
         return -1;
     }
     evconnlistener_set_error_cb(listener, accept_error_cb);
-    /* TODO: the console has no password check; only admin.users limits who logs in. Keep
-     * admin.address on loopback or a trusted interface until authentication exists. */
-    log_info("admin console listening on %s for users in admin.users (no password check: "
-             "keep it on a trusted interface)", text);
+    if (config->users != NULL)
+        log_info("admin console listening on %s for users with the admin option in %s%s",
+                 text, config->users_file, config->admin_anonymous
+                 ? ", and for the users of admin.users without a password" : "");
+    else
+        log_info("admin console listening on %s for the users of admin.users, without a "
+                 "password check (admin.anonymous); keep it on a trusted interface", text);
     return 0;
 }
 

@@ -23,4 +23,10 @@ int admin_start(void);
 /* Closes the listener and every admin connection. */
 void admin_stop(void);
 
+struct config;
+
+/* Moves logged-in admin connections to new_config before a reload frees the old one, and
+ * closes those whose user may no longer log in. */
+void admin_rebind_all(const struct config *new_config);
+
 #endif

@@ -27,10 +27,12 @@ struct auth_user {
     int admin;
     int max_connections;        /* 0 when the option is absent */
     char *policy;               /* NULL when the option is absent */
+    unsigned listeners;         /* AUTH_LISTENER_* bits; 0 until the option or the default */
     unsigned line;
 };
 
 struct auth_db {
+    int refs;                   /* auth_retain adds one, auth_free removes one */
     char *path;                 /* of the users file, for messages */
     struct auth_user *users;    /* sorted by name once loaded, for auth_find_user */
     size_t count;
@@ -164,6 +166,43 @@ struct line_context {
     const char *name;           /* user name, NUL-terminated, for messages */
 };
 
+/* Parses the value of listeners=: names of AUTH_LISTENER_* joined by '+'. */
+static int parse_listeners(const struct line_context *context, const char *text,
+                           size_t length, struct auth_user *user)
+{
+    static const char *const names[] = { "ipc", "http", "admin" };
+    static const unsigned bits[] = { AUTH_LISTENER_IPC, AUTH_LISTENER_HTTP,
+                                      AUTH_LISTENER_ADMIN };
+    unsigned listeners = 0;
+    size_t start = 0;
+
+    if (user->listeners != 0) {
+        report(context->errors, context->path, context->line,
+               "user %s: option listeners is given twice", context->name);
+        return -1;
+    }
+    while (start <= length) {
+        size_t end = start;
+        unsigned bit = 0;
+
+        while (end < length && text[end] != '+')
+            end++;
+        for (size_t i = 0; i < sizeof(bits) / sizeof(bits[0]); i++)
+            if (strlen(names[i]) == end - start && memcmp(text + start, names[i], end - start) == 0)
+                bit = bits[i];
+        if (bit == 0) {
+            report(context->errors, context->path, context->line,
+                   "user %s: option listeners must join ipc, http and admin with '+', such "
+                   "as listeners=ipc+http", context->name);
+            return -1;
+        }
+        listeners |= bit;
+        start = end + 1;
+    }
+    user->listeners = listeners;
+    return 0;
+}
+
 /*
  * Parses one option item, text[0..length) with blanks trimmed, into user. index counts
  * from 1 and names the item in messages. An unknown item is never quoted, because a
@@ -174,7 +213,9 @@ static int parse_option(const struct line_context *context, unsigned index, cons
 {
     static const char max_key[] = "max_connections=";
     static const char policy_key[] = "policy=";
+    static const char listeners_key[] = "listeners=";
     size_t max_key_length = sizeof(max_key) - 1;
+    size_t listeners_key_length = sizeof(listeners_key) - 1;
     size_t policy_key_length = sizeof(policy_key) - 1;
 
     if (length == 0) {
@@ -228,9 +269,12 @@ static int parse_option(const struct line_context *context, unsigned index, cons
         }
         return 0;
     }
+    if (length >= listeners_key_length && memcmp(text, listeners_key, listeners_key_length) == 0)
+        return parse_listeners(context, text + listeners_key_length,
+                               length - listeners_key_length, user);
     report(context->errors, context->path, context->line,
-           "user %s: option %u is not one of admin, max_connections=N or policy=NAME "
-           "(a plain-text password cannot contain ':')", context->name, index);
+           "user %s: option %u is not one of admin, max_connections=N, policy=NAME or "
+           "listeners=LIST (a plain-text password cannot contain ':')", context->name, index);
     return -1;
 }
 
@@ -554,6 +598,7 @@ struct auth_db *auth_load(const char *path, char *errors, size_t errors_size, ch
         fclose(file);
         return NULL;
     }
+    db->refs = 1;
     db->path = strdup(path);
     if (db->path == NULL) {
         report(&error_buffer, path, 0, "out of memory");
@@ -589,9 +634,16 @@ struct auth_db *auth_load(const char *path, char *errors, size_t errors_size, ch
     return db;
 }
 
+struct auth_db *auth_retain(struct auth_db *db)
+{
+    if (db != NULL)
+        db->refs++;
+    return db;
+}
+
 void auth_free(struct auth_db *db)
 {
-    if (db == NULL)
+    if (db == NULL || --db->refs > 0)
         return;
     for (size_t i = 0; i < db->count; i++)
         free_user(&db->users[i]);
@@ -675,6 +727,11 @@ const char *auth_user_name(const struct auth_user *user)
 int auth_user_is_admin(const struct auth_user *user)
 {
     return user->admin;
+}
+
+unsigned auth_user_listeners(const struct auth_user *user)
+{
+    return user->listeners != 0 ? user->listeners : AUTH_LISTENER_ALL;
 }
 
 int auth_user_max_connections(const struct auth_user *user)

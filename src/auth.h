@@ -4,8 +4,8 @@
  *
  * The users file has one user per line, `NAME:PASSWORD[:OPTIONS]`, with '#' comment lines
  * and blank lines. PASSWORD is any format of passwd.h. OPTIONS is a comma-separated list
- * of `admin`, `max_connections=N` (1..1000000) and `policy=NAME`. docs/security.md
- * describes the file in full.
+ * of `admin`, `max_connections=N` (1..1000000), `policy=NAME` and `listeners=LIST` (ipc,
+ * http and admin joined by '+'). docs/security.md describes the file in full.
  *
  * Nothing here logs: auth_load returns its errors and warnings as text, and the limiter
  * returns delays, so the caller decides what to log and when.
@@ -31,6 +31,15 @@ struct auth_user;
 /* Largest value of the max_connections option. */
 #define AUTH_MAX_CONNECTIONS_LIMIT 1000000
 
+/* Listeners a user may log in on (the listeners= option); all of them by default. The
+ * admin listener also requires the admin option. */
+enum auth_listener {
+    AUTH_LISTENER_IPC = 1 << 0,
+    AUTH_LISTENER_HTTP = 1 << 1,
+    AUTH_LISTENER_ADMIN = 1 << 2,
+    AUTH_LISTENER_ALL = AUTH_LISTENER_IPC | AUTH_LISTENER_HTTP | AUTH_LISTENER_ADMIN,
+};
+
 /*
  * Reads the users file at path. Returns the database, or NULL when the file cannot be
  * read or any line is invalid. errors then receives one "PATH:LINE: message" line per
@@ -43,7 +52,12 @@ struct auth_user;
 struct auth_db *auth_load(const char *path, char *errors, size_t errors_size, char *warnings,
                           size_t warnings_size);
 
-/* Frees db and wipes the stored hashes. NULL is ignored. */
+/* Adds a reference to db (NULL is ignored) and returns it. References are counted without
+ * locks: take and drop them on one thread only. */
+struct auth_db *auth_retain(struct auth_db *db);
+
+/* Drops a reference to db; the last one frees it and wipes the stored hashes. NULL is
+ * ignored. */
 void auth_free(struct auth_db *db);
 
 /* Returns the number of users in db. */
@@ -80,6 +94,9 @@ const char *auth_user_name(const struct auth_user *user);
 int auth_user_is_admin(const struct auth_user *user);
 int auth_user_max_connections(const struct auth_user *user);
 const char *auth_user_policy(const struct auth_user *user);
+
+/* Returns the AUTH_LISTENER_* bits of the user's listeners= option, or AUTH_LISTENER_ALL. */
+unsigned auth_user_listeners(const struct auth_user *user);
 
 /* Returns the line of the users file that defines user. */
 unsigned auth_user_line(const struct auth_user *user);

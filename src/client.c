@@ -16,8 +16,11 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "auth.h"
 #include "compress.h"
 #include "log.h"
+#include "login.h"
+#include "policy.h"
 #include "pool.h"
 #include "qdec.h"
 #include "stats.h"
@@ -30,6 +33,7 @@
 
 static const char *const state_names[] = {
     [CLIENT_HANDSHAKE] = "handshake",
+    [CLIENT_LOGIN] = "login",
     [CLIENT_IDLE] = "idle",
     [CLIENT_QUEUED] = "queued",
     [CLIENT_ACTIVE] = "active",
@@ -127,6 +131,8 @@ void client_close(struct client *client, const char *reason)
         event_free(client->handshake_timer);
         client->handshake_timer = NULL;
     }
+    login_end(client->login);
+    client->login = NULL;
     if (client->bev != NULL) {
         struct evbuffer *output = bufferevent_get_output(client->bev);
 
@@ -379,8 +385,37 @@ static int read_head(struct client *client, struct evbuffer *input)
 
     client->head_parsed = 1;
     client->head_checked = 0;
+    client->head_allowed = 0;
     set_read_limit(client, client->head.length);
     return 1;
+}
+
+/* Copies the head message, decompressed when it is compressed, into a new buffer. Returns
+ * it, or NULL with the reason in error. */
+static uint8_t *plain_copy(const uint8_t *bytes, uint64_t length, uint64_t *plain_length,
+                           char *error, size_t size)
+{
+    if (decompress_size(bytes, length, plain_length) != 0) {
+        snprintf(error, size, "invalid compressed message header");
+        return NULL;
+    }
+    if (*plain_length > qmux.config->max_message_size) {
+        snprintf(error, size, "compressed message expands to %" PRIu64 " bytes, over "
+                 "clients.max_message_size (%" PRIu64 ")", *plain_length,
+                 qmux.config->max_message_size);
+        return NULL;
+    }
+    uint8_t *plain = malloc((size_t)*plain_length);
+    if (plain == NULL) {
+        snprintf(error, size, "no memory to decompress a message of %" PRIu64 " bytes",
+                 *plain_length);
+        return NULL;
+    }
+    if (decompress_message(bytes, length, plain, *plain_length, error, size) != 0) {
+        free(plain);
+        return NULL;
+    }
+    return plain;
 }
 
 /* Checks a compressed message by decompressing it; the original bytes are what goes
@@ -388,33 +423,16 @@ static int read_head(struct client *client, struct evbuffer *input)
 static int check_compressed(const uint8_t *bytes, uint64_t length, char *error, size_t size)
 {
     uint64_t plain_size;
-    char reason[160];
     struct qdec_error decode_error;
+    uint8_t *plain = plain_copy(bytes, length, &plain_size, error, size);
 
-    if (decompress_size(bytes, length, &plain_size) != 0) {
-        snprintf(error, size, "invalid compressed message header");
+    if (plain == NULL)
         return -1;
-    }
-    if (plain_size > qmux.config->max_message_size) {
-        snprintf(error, size, "compressed message expands to %" PRIu64 " bytes, over "
-                 "clients.max_message_size (%" PRIu64 ")", plain_size,
-                 qmux.config->max_message_size);
-        return -1;
-    }
-
-    uint8_t *plain = malloc((size_t)plain_size);
-    if (plain == NULL) {
-        snprintf(error, size, "no memory to check a compressed message of %" PRIu64 " bytes",
-                 plain_size);
-        return -1;
-    }
-    int status = decompress_message(bytes, length, plain, plain_size, reason, sizeof(reason));
-    if (status != 0)
-        snprintf(error, size, "%s", reason);
-    else if ((status = qdec_validate(plain, plain_size, &decode_error)) != QDEC_OK)
+    int status = qdec_validate(plain, plain_size, &decode_error);
+    if (status != QDEC_OK)
         snprintf(error, size, "after decompression: %s", decode_error.message);
     free(plain);
-    return status == 0 ? 0 : -1;
+    return status == QDEC_OK ? 0 : -1;
 }
 
 /*
@@ -465,6 +483,46 @@ static void discard_message(struct client *client, struct evbuffer *input, const
     evbuffer_drain(input, (size_t)client->head.length);
     client->bytes_in += client->head.length;
     client->head_parsed = 0;
+}
+
+/*
+ * Checks the complete head message, a request, against the client's policy. A request
+ * the policy denies is answered with 'access (a sync one) or dropped with a log line (an
+ * async one), and never reaches an upstream. Returns 1 when the message may go on.
+ */
+static int check_policy(struct client *client, struct evbuffer *input)
+{
+    char reason[POLICY_ENTRY_MAX + 200];
+    uint8_t *plain = NULL;
+    uint64_t length = client->head.length;
+
+    if (client->head_allowed || client->policy == NULL || client->head.type == IPC_RESPONSE)
+        return 1;
+
+    const uint8_t *bytes = evbuffer_pullup(input, (ev_ssize_t)length);
+    int decision = POLICY_DENY;
+    if (bytes == NULL)
+        snprintf(reason, sizeof(reason), "no memory to check a request of %" PRIu64 " bytes",
+                 length);
+    else if (client->head.compressed && (plain = plain_copy(bytes, length, &length, reason,
+                                                            sizeof(reason))) == NULL)
+        ;
+    else
+        decision = policy_check(client->policy, plain != NULL ? plain : bytes, length, reason,
+                                sizeof(reason));
+    free(plain);
+    if (decision == POLICY_ALLOW) {
+        client->head_allowed = 1;
+        return 1;
+    }
+
+    char text[sizeof(reason) + 16];
+    snprintf(text, sizeof(text), "access: %s", reason);
+    stats.policy_denials++;
+    clog_warn(client, "denied a %s request of user %s: %s", ipc_msg_type_name(client->head.type),
+              client->user[0] ? client->user : "-", reason);
+    client_reject_head(client, text);
+    return 0;
 }
 
 /* Places a complete message while the client is IDLE. Returns 1 to go on reading. */
@@ -531,6 +589,8 @@ void client_process_input(struct client *client)
             upconn_forward(client->serving, client);
             continue;
         }
+        if (!check_policy(client, input))
+            continue;
         if (!place_message(client, input))
             break;
     }
@@ -545,7 +605,13 @@ void client_process_input(struct client *client)
 static void enforce_user_limit(struct client *client)
 {
     int limit = qmux.config->max_per_user;
+    const char *key = "clients.max_per_user";
     int count = users_add(client->user);
+
+    if (client->account != NULL && auth_user_max_connections(client->account) > 0) {
+        limit = auth_user_max_connections(client->account);
+        key = "max_connections in auth.users_file";
+    }
 
     if (count < 0) {
         close_after_flush(client, "out of memory while counting connections per user");
@@ -555,14 +621,91 @@ static void enforce_user_limit(struct client *client)
     if (limit == 0 || count <= limit)
         return;
 
-    char text[200];
-    snprintf(text, sizeof(text), "limit: user %s already has %d connections "
-             "(clients.max_per_user); close some or raise clients.max_per_user",
-             client->user[0] ? client->user : "(empty)", count - 1);
+    char text[240];
+    snprintf(text, sizeof(text), "limit: user %s already has %d connections (%s); close "
+             "some or raise %s", client->user[0] ? client->user : "(empty)", count - 1, key,
+             key);
     client_send_error(client, text);
     clog_warn(client, "%s", text);
     stats.clients_rejected++;
-    close_after_flush(client, "connections per user over clients.max_per_user");
+    close_after_flush(client, "connections per user over its limit");
+}
+
+const struct policy *client_policy_for(const struct config *config,
+                                       const struct auth_user *account)
+{
+    const char *name = account != NULL ? auth_user_policy(account) : NULL;
+
+    if (name != NULL)
+        return policy_find(config->policies, name);
+    return config->default_policy;
+}
+
+/* Answers the handshake with the agreed capability and starts serving the client. */
+static void admit(struct client *client, const struct auth_user *account)
+{
+    int pool_capability = qmux.pool->capability;
+    int requested = client->requested_capability;
+    uint8_t reply = (uint8_t)(requested < pool_capability ? requested : pool_capability);
+
+    client->account = account;
+    client->policy = client_policy_for(qmux.config, account);
+    client->capability = reply;
+    bufferevent_write(client->bev, &reply, 1);
+    client->bytes_out += 1;
+
+    if (client->handshake_timer != NULL) {
+        event_free(client->handshake_timer);
+        client->handshake_timer = NULL;
+    }
+    set_state(client, CLIENT_IDLE);
+    clog_info(client, "logged in as user %s (%s), capability %d (requested %d)",
+              client->user[0] ? client->user : "-",
+              account != NULL ? "password checked" : "anonymous", reply, requested);
+    enforce_user_limit(client);
+    if (client->state != CLIENT_IDLE)
+        return;
+    bufferevent_enable(client->bev, EV_READ);
+    client_process_input(client);
+}
+
+static void rejected_close(void *arg)
+{
+    client_close(arg, "login rejected");
+}
+
+/* A rejected login: kdb+ closes the connection without a reply, and the client reports
+ * 'access. The close waits for the address's failed-login delay. */
+static void reject_login(struct client *client, const char *why)
+{
+    if (client->handshake_timer != NULL) {
+        event_free(client->handshake_timer);
+        client->handshake_timer = NULL;
+    }
+    stats.logins_rejected++;
+    clog_warn(client, "login rejected for user %s: %s", client->user[0] ? client->user : "-",
+              why);
+    unsigned delay = login_reject(client->login, rejected_close);
+    if (delay > 0 && client->state != CLIENT_CLOSED)
+        clog_info(client, "closing in %u ms, the failed-login delay of this address", delay);
+}
+
+static void login_done(void *arg, const struct auth_user *user, const char *failure)
+{
+    struct client *client = arg;
+
+    if (user == NULL) {
+        reject_login(client, failure);
+        return;
+    }
+    if (!login_listener_allowed(user, AUTH_LISTENER_IPC)) {
+        reject_login(client, "its listeners= option in auth.users_file does not name ipc");
+        return;
+    }
+    login_succeeded(client->peer);
+    login_end(client->login);
+    client->login = NULL;
+    admit(client, user);
 }
 
 static void read_handshake(struct client *client)
@@ -580,26 +723,30 @@ static void read_handshake(struct client *client)
         client_close(client, "invalid handshake: no NUL within the first 1026 bytes");
         return;
     }
-
     log_sanitize(client->user, sizeof(client->user), (const char *)bytes, handshake.user_len);
+    client->requested_capability = handshake.capability;
+
+    if (!login_needs_check(qmux.config->users, qmux.config->listen_anonymous, bytes,
+                           handshake.user_len)) {
+        evbuffer_drain(input, handshake.length);
+        client->bytes_in += handshake.length;
+        admit(client, NULL);
+        return;
+    }
+
+    /* Nothing more is read until the check is done. */
+    set_state(client, CLIENT_LOGIN);
+    bufferevent_disable(client->bev, EV_READ);
+    client->login = login_begin_handshake(client->peer, bytes, &handshake, login_done, client);
     evbuffer_drain(input, handshake.length);
     client->bytes_in += handshake.length;
-
-    int pool_capability = qmux.pool->capability;
-    uint8_t reply = (uint8_t)(handshake.capability < pool_capability ? handshake.capability
-                                                                     : pool_capability);
-    client->capability = reply;
-    bufferevent_write(client->bev, &reply, 1);
-    client->bytes_out += 1;
-
-    if (client->handshake_timer != NULL) {
-        event_free(client->handshake_timer);
-        client->handshake_timer = NULL;
+    if (client->login == NULL) {
+        client_close(client, "out of memory while checking the password");
+        return;
     }
-    set_state(client, CLIENT_IDLE);
-    clog_info(client, "logged in as user %s, capability %d (requested %d)",
-              client->user[0] ? client->user : "-", reply, handshake.capability);
-    enforce_user_limit(client);
+    if (login_deferred(client->login))
+        clog_info(client, "checking the password of user %s after the failed-login delay of "
+                  "this address", client->user[0] ? client->user : "-");
 }
 
 static void read_cb(struct bufferevent *bev, void *arg)
@@ -645,6 +792,8 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
                  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
     else if (client->state == CLIENT_HANDSHAKE)
         snprintf(reason, sizeof(reason), "disconnected during the handshake");
+    else if (client->state == CLIENT_LOGIN)
+        snprintf(reason, sizeof(reason), "disconnected while its login was checked");
     else if (client->head_parsed && buffered < client->head.length)
         snprintf(reason, sizeof(reason), "disconnected mid-message (%zu of %" PRIu64
                  " bytes received)", buffered, client->head.length);
@@ -835,7 +984,7 @@ static void accept_cb(struct evconnlistener *listener, evutil_socket_t fd,
 }
 
 struct client *client_attach(struct bufferevent *bev, const char *peer, const char *user,
-                             int capability)
+                             int capability, const struct auth_user *account)
 {
     struct client *client = client_new(peer, 1);
 
@@ -844,10 +993,61 @@ struct client *client_attach(struct bufferevent *bev, const char *peer, const ch
     client->bev = bev;
     log_sanitize(client->user, sizeof(client->user), user, strlen(user));
     client->capability = capability;
+    client->http = 1;
+    client->account = account;
+    client->policy = client_policy_for(qmux.config, account);
     client_start_io(client);
     set_state(client, CLIENT_IDLE);
     clog_debug(client, "attached as user %s, capability %d", client->user, capability);
     return client;
+}
+
+/* Returns why client may not stay under config, or NULL when it may. */
+static const char *rebind_rejection(const struct client *client, const struct config *config,
+                                  const struct auth_user **account)
+{
+    unsigned listener = client->http ? AUTH_LISTENER_HTTP : AUTH_LISTENER_IPC;
+    int anonymous = client->http ? config->http_anonymous : config->listen_anonymous;
+    const char *name = client->user;
+
+    *account = NULL;
+    if (client->account != NULL) {
+        name = auth_user_name(client->account);
+        *account = auth_find_user(config->users, name, strlen(name));
+        if (*account == NULL)
+            return "its account was removed from auth.users_file by a reload";
+        if (!login_listener_allowed(*account, listener))
+            return "its listeners= option no longer names this listener after a reload";
+        return NULL;
+    }
+    if (config->users == NULL)
+        return NULL;
+    if (!anonymous)
+        return "anonymous logins are off after a reload";
+    if (auth_find_user(config->users, name, strlen(name)) != NULL)
+        return "its user name has an account after a reload; log in with its password";
+    return NULL;
+}
+
+void client_rebind_all(const struct config *new_config)
+{
+    struct client *client;
+    struct client *next;
+
+    for (client = TAILQ_FIRST(&qmux.clients); client != NULL; client = next) {
+        const struct auth_user *account;
+
+        next = TAILQ_NEXT(client, list_link);
+        if (client->state == CLIENT_HANDSHAKE || client->state == CLIENT_LOGIN)
+            continue;
+        const char *rejection = rebind_rejection(client, new_config, &account);
+        if (rejection != NULL) {
+            client_close(client, rejection);
+            continue;
+        }
+        client->account = account;
+        client->policy = client_policy_for(new_config, account);
+    }
 }
 
 /* How long accepting pauses when the process or the system runs out of descriptors. */

@@ -2,9 +2,10 @@
  * client.h - client connections: the kdb+ handshake, message framing and the client
  * state machine.
  *
- *   HANDSHAKE --login--> IDLE --sync--> QUEUED --dispatched--> ACTIVE --response--> IDLE
- *                          |                                      ^
- *                          +--------------sync, idle upstream-----+
+ *   HANDSHAKE --(LOGIN: password check)--> IDLE --sync--> QUEUED --dispatched--> ACTIVE
+ *                                            ^                                     |
+ *                                            +--------------response---------------+
+ *   IDLE --sync, idle upstream--> ACTIVE
  *   any state --client_close()--> CLOSED (freed by the reaper outside callbacks)
  *
  * Async messages never change the state: they are written upstream at once (or wait in
@@ -23,11 +24,17 @@
 
 #include "ipc.h"
 
+struct auth_user;
+struct config;
+struct login_session;
+struct policy;
 struct upconn;
 struct request_queue;
 
 enum client_state {
     CLIENT_HANDSHAKE,   /* reading "user:password" + capability + NUL */
+    CLIENT_LOGIN,       /* its password is being checked, or it waits to be closed after a
+                           failed check */
     CLIENT_IDLE,        /* no request of this client is queued or in flight */
     CLIENT_QUEUED,      /* its next message waits for an upstream connection */
     CLIENT_ACTIVE,      /* its sync request is in flight; the response is being relayed */
@@ -40,6 +47,12 @@ struct client {
     char peer[64];                  /* "address:port" */
     char user[64];                  /* login name, sanitized for logs */
     int counted;                    /* user is counted in users.c */
+    const struct auth_user *account; /* its account in qmux.config->users, or NULL when it
+                                       logged in as anonymous */
+    const struct policy *policy;    /* checked on each request; NULL allows everything */
+    int requested_capability;       /* from the handshake */
+    int http;                       /* attached by the HTTP gateway (client_attach) */
+    struct login_session *login;    /* password check, or a refused login held open */
     struct bufferevent *bev;
     enum client_state state;
     int capability;                 /* agreed in the handshake */
@@ -50,6 +63,7 @@ struct client {
     /* The message at the head of the input buffer, once its header has been read. */
     int head_parsed;
     int head_checked;               /* its body passed clients.validate_messages */
+    int head_allowed;               /* it passed the client's policy */
     struct ipc_header head;
 
     struct upconn *serving;         /* ACTIVE: the connection carrying its sync request */
@@ -98,7 +112,19 @@ void client_listen_close(void);
  * memory (bev is then still the caller's).
  */
 struct client *client_attach(struct bufferevent *bev, const char *peer, const char *user,
-                             int capability);
+                             int capability, const struct auth_user *account);
+
+/* Returns the policy for a client of account (NULL for an anonymous one) under config:
+ * the account's policy= option, else auth.default_policy, else NULL. */
+const struct policy *client_policy_for(const struct config *config,
+                                       const struct auth_user *account);
+
+/*
+ * Moves every client's account and policy to new_config, before the old config is freed
+ * by a reload. A client whose account was removed from the users file, or may no longer
+ * use its listener, is closed.
+ */
+void client_rebind_all(const struct config *new_config);
 
 /*
  * Reads and acts on every complete message at the head of the client's input that its

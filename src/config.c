@@ -4,6 +4,9 @@
  */
 #include "config.h"
 
+#include "auth.h"
+#include "policy.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -14,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define KIB 1024LL
 #define MIB (1024LL * KIB)
@@ -97,6 +101,9 @@ static const struct setting settings[] = {
       0, NULL, 1, 65535, "TCP port qmux accepts clients on", NULL },
     { "listen.backlog", SETTING_INT, CONFIG_FIELD(listen_backlog), 0,
       511, NULL, 1, 65535, "listen(2) backlog", NULL },
+    { "listen.anonymous", SETTING_BOOL, CONFIG_FIELD(listen_anonymous), 0,
+      0, NULL, 0, 1,
+      "whether clients without an account in auth.users_file may log in", NULL },
 
     { "pool.size", SETTING_INT, CONFIG_FIELD(pool_size), 0,
       4, NULL, 1, 1024, "connections qmux keeps open to each upstream", NULL },
@@ -182,6 +189,9 @@ static const struct setting settings[] = {
     { "admin.users", SETTING_NAMES, CONFIG_FIELD(admin_users), 0,
       0, NULL, 0, CONFIG_MAX_NAMES, "list of user names allowed to log in to the admin console",
       NULL },
+    { "admin.anonymous", SETTING_BOOL, CONFIG_FIELD(admin_anonymous), 0,
+      0, NULL, 0, 1,
+      "whether the users of admin.users log in to the admin console without a password", NULL },
 
     { "http.address", SETTING_STRING, CONFIG_FIELD(http_address), SETTING_NONEMPTY,
       0, "127.0.0.1", 0, 0, "numeric address the HTTP endpoint listens on", NULL },
@@ -197,6 +207,17 @@ static const struct setting settings[] = {
     { "http.request_timeout_ms", SETTING_INT, CONFIG_FIELD(http_request_timeout_ms), 0,
       60000, NULL, 1, 86400000,
       "time allowed for the response to an HTTP query, ms", NULL },
+    { "http.anonymous", SETTING_BOOL, CONFIG_FIELD(http_anonymous), 0,
+      0, NULL, 0, 1,
+      "whether HTTP queries without an account in auth.users_file are served", NULL },
+
+    { "auth.users_file", SETTING_STRING, CONFIG_FIELD(users_file), 0,
+      0, "", 0, 0, "path of the users file; \"\" is none", NULL },
+    { "auth.default_policy", SETTING_STRING, CONFIG_FIELD(default_policy_name), 0,
+      0, "", 0, 0, "policy of users without a policy= option; \"\" allows every query",
+      NULL },
+    { "auth.workers", SETTING_INT, CONFIG_FIELD(auth_workers), 0,
+      2, NULL, 1, 64, "number of threads that check passwords", NULL },
 
     { "log.level", SETTING_ENUM, CONFIG_FIELD(log_level), 0,
       0, "info", 0, 0, "error, warn, info or debug", log_level_names },
@@ -231,6 +252,10 @@ struct loader {
     const config_setting_t *found[SETTING_COUNT];
     /* Per entry: false after an error, so cross-field checks skip a bad value. */
     bool valid[SETTING_COUNT];
+
+    const config_setting_t *policies;   /* the policies list, or NULL */
+    bool policies_valid;
+    char warnings[4096];                /* whole lines for config->warnings */
 };
 
 /* ---- Error collection ---- */
@@ -438,12 +463,16 @@ static void list_groups(char *buffer, size_t size)
 const char *const *config_known_keys(void)
 {
     /* Filled on the first call. NOTE: not thread-safe, so call it once before starting threads. */
-    static const char *keys[SETTING_COUNT + 1];
+    static const char *const policy_keys[] = { "policies.name", "policies.mode",
+                                                "policies.entries" };
+    static const char *keys[SETTING_COUNT + ARRAY_SIZE(policy_keys) + 1];
 
     if (keys[0] == NULL) {
         for (size_t i = 0; i < SETTING_COUNT; i++)
             keys[i] = settings[i].path;
-        keys[SETTING_COUNT] = NULL;
+        for (size_t i = 0; i < ARRAY_SIZE(policy_keys); i++)
+            keys[SETTING_COUNT + i] = policy_keys[i];
+        keys[SETTING_COUNT + ARRAY_SIZE(policy_keys)] = NULL;
     }
     return keys;
 }
@@ -997,12 +1026,14 @@ static void load_root(struct loader *loader)
         if (strcmp(name, "upstreams") == 0) {
             upstreams = member;
             load_upstreams(loader, member);
+        } else if (strcmp(name, "policies") == 0) {
+            loader->policies = member;
         } else if (group_is_known(name)) {
             load_group(loader, member);
         } else {
             list_groups(groups, sizeof(groups));
-            report(loader, member, "unknown setting %s; the top level accepts %s", name,
-                   groups);
+            report(loader, member, "unknown setting %s; the top level accepts %s and "
+                   "policies", name, groups);
         }
     }
 
@@ -1052,22 +1083,14 @@ static const config_setting_t *blame(const struct loader *loader, size_t first, 
     return loader->found[first] != NULL ? loader->found[first] : loader->found[second];
 }
 
-/* Checks that the admin console has someone to admit and that no two listeners on one
- * address share a port. */
+/* Checks that no two listeners on one address share a port. */
 static void validate_ports(struct loader *loader)
 {
     const struct config *config = loader->config;
     size_t admin_port = setting_index("admin.port");
-    size_t admin_users = setting_index("admin.users");
     size_t http_port = setting_index("http.port");
     size_t listen_port = setting_index("listen.port");
 
-    if (loader->valid[admin_port] && loader->valid[admin_users] && config->admin_port != 0 &&
-        config->admin_users.count == 0) {
-        report(loader, blame(loader, admin_users, admin_port), "admin.port = %d needs "
-               "admin.users; list the user names allowed to log in, for example "
-               "users = ( \"ops\" );", config->admin_port);
-    }
 
     const struct { size_t index; const char *key; const char *address; int port; } ports[] = {
         { listen_port, "listen.port", config->listen_address, config->listen_port },
@@ -1122,6 +1145,139 @@ static void validate_cross_fields(struct loader *loader)
                config->output_high_watermark,
                loader->found[high] == NULL ? " (the default)" : "");
     }
+}
+
+/* ---- Authentication ---- */
+
+/* Records each line of text, a buffer of "FILE:LINE: message" lines, as one error. */
+static void report_lines(struct loader *loader, const char *text)
+{
+    char line[ERROR_LINE_MAX];
+
+    while (*text != '\0') {
+        size_t length = strcspn(text, "\n");
+
+        snprintf(line, sizeof(line), "%.*s", (int)length, text);
+        if (length > 0) {
+            loader->error_count++;
+            append_error_line(loader, line);
+        }
+        text += length;
+        if (*text == '\n')
+            text++;
+    }
+}
+
+/* Appends text, whole lines, to the warnings of the config being loaded. */
+static void add_warnings(struct loader *loader, const char *text)
+{
+    size_t used = strlen(loader->warnings);
+
+    if (used + strlen(text) + 1 < sizeof(loader->warnings))
+        memcpy(loader->warnings + used, text, strlen(text) + 1);
+}
+
+/* Builds the policies; an absent list gives an empty set. */
+static void load_policies(struct loader *loader)
+{
+    char errors[4096] = "";
+
+    loader->config->policies = policy_set_parse(loader->policies, errors, sizeof(errors));
+    loader->policies_valid = loader->config->policies != NULL;
+    if (!loader->policies_valid)
+        report_lines(loader, errors[0] != '\0' ? errors : "policies: out of memory\n");
+}
+
+/* Reads the users file named by auth.users_file, relative to the config file's folder. */
+static void load_users(struct loader *loader)
+{
+    struct config *config = loader->config;
+    char path[PATH_MAX];
+    char errors[8192] = "";
+    char warnings[2048] = "";
+
+    if (config->users_file[0] == '/')
+        snprintf(path, sizeof(path), "%s", config->users_file);
+    else
+        snprintf(path, sizeof(path), "%s/%s", loader->include_dir, config->users_file);
+
+    config->users = auth_load(path, errors, sizeof(errors), warnings, sizeof(warnings));
+    if (config->users == NULL) {
+        report_lines(loader, errors);
+        return;
+    }
+    add_warnings(loader, warnings);
+    if (loader->policies_valid &&
+        auth_check_policies(config->users, config->policies, errors, sizeof(errors)) > 0)
+        report_lines(loader, errors);
+}
+
+/* Checks that each enabled listener admits someone: users from a file, or anonymous ones. */
+static void validate_listener_access(struct loader *loader)
+{
+    const struct config *config = loader->config;
+    const struct { const char *key; int enabled; int anonymous; } listeners[] = {
+        { "listen", 1, config->listen_anonymous },
+        { "http", config->http_port != 0, config->http_anonymous },
+        { "admin", config->admin_port != 0, config->admin_anonymous },
+    };
+
+    for (size_t i = 0; i < ARRAY_SIZE(listeners); i++) {
+        if (!listeners[i].enabled || listeners[i].anonymous || config->users_file[0] != '\0')
+            continue;
+        char key[32];
+        snprintf(key, sizeof(key), "%s.anonymous", listeners[i].key);
+        report(loader, loader->found[setting_index(key)], "%s is false and auth.users_file "
+               "is not set, so no one could log in on this listener; set auth.users_file "
+               "(docs/security.md) or %s = true", key, key);
+    }
+
+    if (config->admin_port != 0 && config->admin_anonymous && config->admin_users.count == 0)
+        report(loader, loader->found[setting_index("admin.anonymous")], "admin.anonymous = "
+               "true needs admin.users; list the user names allowed to log in without a "
+               "password, for example users = ( \"ops\" );");
+}
+
+/* Warns when the config file holds an upstream password and other users may read it. */
+static void check_file_mode(struct loader *loader)
+{
+    const struct config *config = loader->config;
+    struct stat status;
+    int has_password = 0;
+    char line[PATH_MAX + 200];
+
+    for (int i = 0; i < config->upstream_count; i++)
+        if (config->upstreams[i].password != NULL && config->upstreams[i].password[0] != '\0')
+            has_password = 1;
+    if (!has_password || stat(config->path, &status) != 0 || !(status.st_mode & S_IROTH))
+        return;
+    snprintf(line, sizeof(line), "%s: the file holds upstream passwords and other users may "
+             "read it (mode %03o); run chmod 640 on it\n", config->path,
+             (unsigned)(status.st_mode & 0777));
+    add_warnings(loader, line);
+}
+
+static void validate_auth(struct loader *loader)
+{
+    struct config *config = loader->config;
+
+    load_policies(loader);
+    if (config->users_file != NULL && config->users_file[0] != '\0')
+        load_users(loader);
+
+    const char *name = config->default_policy_name;
+    if (loader->policies_valid && name != NULL && name[0] != '\0') {
+        config->default_policy = policy_find(config->policies, name);
+        if (config->default_policy == NULL)
+            report(loader, loader->found[setting_index("auth.default_policy")],
+                   "auth.default_policy = \"%s\" is not defined in policies; add a policy "
+                   "with that name or set default_policy = \"\"", name);
+    }
+
+    /* Only a file without other errors: a listener's settings may be among them. */
+    if (loader->error_count == 0)
+        validate_listener_access(loader);
+    check_file_mode(loader);
 }
 
 /* ---- Entry points ---- */
@@ -1209,6 +1365,7 @@ struct config *config_load(const char *path, char *errors, size_t errors_size)
         load_root(&loader);
         check_required(&loader);
         validate_cross_fields(&loader);
+        validate_auth(&loader);
     }
 
     config_destroy(&loader.libconfig);
@@ -1216,6 +1373,13 @@ struct config *config_load(const char *path, char *errors, size_t errors_size)
 
     if (loader.error_count > 0) {
         finish_errors(&loader);
+        config_free(loader.config);
+        return NULL;
+    }
+    loader.config->warnings = strdup(loader.warnings);
+    if (loader.config->warnings == NULL) {
+        if (errors_size > 0)
+            snprintf(errors, errors_size, "%s: out of memory\n", path);
         config_free(loader.config);
         return NULL;
     }
@@ -1238,6 +1402,11 @@ void config_free(struct config *config)
     free(config->health_check_query);
     free(config->log_file);
     free(config->syslog_path);
+    free(config->users_file);
+    free(config->default_policy_name);
+    auth_free(config->users);
+    policy_set_free(config->policies);
+    free(config->warnings);
     free(config->path);
     free(config);
 }

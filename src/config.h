@@ -13,6 +13,10 @@
 
 #define CONFIG_MAX_UPSTREAMS 64
 
+struct auth_db;
+struct policy;
+struct policy_set;
+
 enum log_level {
     LOG_LEVEL_ERROR = 0,
     LOG_LEVEL_WARN,
@@ -56,6 +60,7 @@ struct config {
     char *listen_address;            /* default "127.0.0.1" */
     int listen_port;                 /* required, 1..65535 */
     int listen_backlog;              /* default 511, 1..65535 */
+    int listen_anonymous;            /* clients without an account log in; default false */
 
     /* pool = { ... } */
     int pool_size;                   /* connections per upstream; default 4, 1..1024 */
@@ -111,7 +116,9 @@ struct config {
     /* admin = { address; port; users; } the admin console (src/admin.c) */
     char *admin_address;             /* default "127.0.0.1" */
     int admin_port;                  /* default 0 (off), 0..65535 */
-    struct config_names admin_users; /* user names allowed to log in; default none */
+    struct config_names admin_users; /* user names allowed to log in; default none (any
+                                        user with the admin option) */
+    int admin_anonymous;             /* admin.users log in without a password; default false */
 
     /* http = { ... } the metrics, health and query endpoint (src/http.c, src/gateway.c) */
     char *http_address;              /* default "127.0.0.1" */
@@ -123,6 +130,17 @@ struct config {
                                         1 KiB..2 GiB */
     int http_request_timeout_ms;     /* time allowed for the response to an HTTP query;
                                         default 60000, 1..86400000 */
+    int http_anonymous;              /* queries without an account are served; default
+                                        false */
+
+    /* auth = { users_file; default_policy; workers; } and policies = ( ... ) (docs/security.md) */
+    char *users_file;                /* default "" (no accounts) */
+    char *default_policy_name;       /* default "" (every query allowed) */
+    int auth_workers;                /* password-checking threads; default 2, 1..64 */
+    struct auth_db *users;           /* the loaded users file, or NULL; one reference */
+    struct policy_set *policies;     /* never NULL after a successful load */
+    const struct policy *default_policy;  /* in policies, or NULL to allow everything */
+    char *warnings;                  /* lines to log after loading ("" when none) */
 
     /* log = { ... } */
     int log_level;                   /* "error", "warn", "info" (default), "debug" */

@@ -790,7 +790,7 @@ static struct gateway_query *start_query(struct evhttp_request *request, const c
     snprintf(query->peer, sizeof(query->peer), "%s", peer);
     LIST_INSERT_HEAD(&queries, query, link);
 
-    if (client_attach(pair[0], peer, user, GATEWAY_CAPABILITY) == NULL) {
+    if (client_attach(pair[0], peer, user, GATEWAY_CAPABILITY, NULL) == NULL) {
         bufferevent_free(pair[0]);
         query_free(query);
         return NULL;

@@ -11,6 +11,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "admin.h"
 #include "client.h"
 #include "gateway.h"
 #include "log.h"
@@ -175,6 +176,11 @@ static void keep_restart_only_keys(const struct config *running, struct config *
         next->admin_port = running->admin_port;
         next->http_port = running->http_port;
     }
+    if (running->auth_workers != next->auth_workers) {
+        log_warn("reload: auth.workers changes only with a restart; keeping %d",
+                 running->auth_workers);
+        next->auth_workers = running->auth_workers;
+    }
     if (running->pool_capability != next->pool_capability) {
         log_warn("reload: pool.capability changes only with a restart; keeping %d",
                  running->pool_capability);
@@ -182,17 +188,24 @@ static void keep_restart_only_keys(const struct config *running, struct config *
     }
 }
 
-static void log_errors(const char *errors)
+/* Logs each line of text at level, after prefix. */
+static void log_lines(int level, const char *prefix, const char *text)
 {
-    const char *line = errors;
+    const char *line = text;
 
     while (*line != '\0') {
         const char *end = strchr(line, '\n');
         int length = end != NULL ? (int)(end - line) : (int)strlen(line);
 
-        log_error("reload: %.*s", length, line);
+        if (length > 0)
+            log_write(level, "%s%.*s", prefix, length, line);
         line += length + (end != NULL ? 1 : 0);
     }
+}
+
+void lifecycle_log_warnings(const struct config *config)
+{
+    log_lines(LOG_LEVEL_WARN, "", config->warnings);
 }
 
 int lifecycle_reload(char *message, size_t message_size)
@@ -203,9 +216,11 @@ int lifecycle_reload(char *message, size_t message_size)
     notify_reloading();
     struct config *next = config_load(path, errors, sizeof(errors));
     if (next == NULL) {
-        log_errors(errors);
-        snprintf(message, message_size, "reload failed: %s is invalid; the running "
-                 "configuration stays in use (errors in the log)", path);
+        log_lines(LOG_LEVEL_ERROR, "reload: ", errors);
+        int first = (int)strcspn(errors, "\n");
+        snprintf(message, message_size, "reload failed: %.*s%s; the running configuration "
+                 "stays in use", first, errors, errors[first] == '\n' && errors[first + 1]
+                 != '\0' ? " (more errors in the log)" : "");
         log_error("%s", message);
         notify_send("READY=1");
         return -1;
@@ -220,6 +235,9 @@ int lifecycle_reload(char *message, size_t message_size)
 
     if (pool_reconfigure(qmux.pool, next) != 0)
         log_error("reload: out of memory while resizing the pool; some changes are missing");
+    lifecycle_log_warnings(next);
+    client_rebind_all(next);
+    admin_rebind_all(next);
 
     struct config *old = qmux.config;
     qmux.config = next;

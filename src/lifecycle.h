@@ -31,4 +31,10 @@ void lifecycle_check_drained(void);
  * when rejected; message receives a one-line summary for the caller. */
 int lifecycle_reload(char *message, size_t message_size);
 
+struct config;
+
+/* Logs the warnings of a loaded config (a users file readable by others, legacy password
+ * hashes, ...), one line each. */
+void lifecycle_log_warnings(const struct config *config);
+
 #endif

@@ -20,6 +20,7 @@
 #include "http.h"
 #include "lifecycle.h"
 #include "log.h"
+#include "login.h"
 #include "pool.h"
 #include "qmux.h"
 #include "upstream.h"
@@ -132,7 +133,7 @@ static int start(void)
         return -1;
     }
 
-    if (client_listen() != 0)
+    if (login_start() != 0 || client_listen() != 0)
         return -1;
     qmux.pool = pool_create(qmux.config);
     if (qmux.pool == NULL) {
@@ -154,6 +155,7 @@ static void shutdown_all(void)
     users_clear();
     http_stop();
     admin_stop();
+    login_stop();
 
     pool_destroy(qmux.pool);
     client_listen_close();
@@ -246,6 +248,7 @@ int main(int argc, char **argv)
         return EXIT_CONFIG;
     }
     if (test_only) {
+        fprintf(stderr, "%s", qmux.config->warnings);
         printf("qmux: configuration file %s is valid\n", path);
         config_free(qmux.config);
         return EXIT_OK;
@@ -260,6 +263,7 @@ int main(int argc, char **argv)
         return EXIT_STARTUP;
     }
     log_set_level(qmux.config->log_level);
+    lifecycle_log_warnings(qmux.config);
     int status = run();
     log_close();
     config_free(qmux.config);

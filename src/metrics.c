@@ -24,6 +24,9 @@ const struct stats_counter stats_counters[] = {
     COUNTER(clients_accepted, "Client connections accepted."),
     COUNTER(clients_rejected, "Client connections rejected by clients.max_clients or "
                               "clients.max_per_user."),
+    COUNTER(logins_rejected, "Logins rejected: unknown user, wrong password or a listener "
+            "the user may not use."),
+    COUNTER(policy_denials, "Requests rejected by a query policy."),
     COUNTER(requests, "Sync requests answered by an upstream."),
     COUNTER(requests_failed, "Sync requests answered with an error by qmux."),
     COUNTER(async_messages, "Async messages forwarded upstream."),

@@ -25,6 +25,8 @@ struct histogram {
 struct stats {
     uint64_t clients_accepted;
     uint64_t clients_rejected;        /* clients.max_clients, clients.max_per_user */
+    uint64_t logins_rejected;          /* unknown users, wrong passwords, listeners not allowed */
+    uint64_t policy_denials;          /* requests a policy rejected */
     uint64_t requests;                /* sync requests answered by the upstream */
     uint64_t requests_failed;         /* sync requests answered with an error by qmux */
     uint64_t async_messages;          /* async messages forwarded upstream */

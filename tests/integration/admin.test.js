@@ -237,7 +237,7 @@ integrationTest('admin reload applies a new pool size', async (env) => {
 
   // An invalid file is rejected and the running configuration stays.
   fs.writeFileSync(env.qmux.configPath, qmuxConfigText({ ...configOptions, poolSize: 0 }));
-  await assert.rejects(run(admin, 'reload'), /^Error: reload failed: .* is invalid; the running configuration stays in use/);
+  await assert.rejects(run(admin, 'reload'), /^Error: reload failed: .*qmux\.conf:\d+: pool\.size = 0 is out of range; allowed 1\.\.1024; the running configuration stays in use/);
   assert.equal((await run(admin, 'show pools'))[0].size, 3);
   assert.equal((await run(admin, 'show config'))['pool.size'], '3');
   await waitFor(() => (/reload: .*pool\.size = 0 is out of range/).test(env.qmux.stderr), { what: 'the log line' });
@@ -345,7 +345,7 @@ integrationTest('admin rejects other users', async (env) => {
   const raw = await RawConnection.connect(adminPort);
   await raw.write(Buffer.concat([Buffer.from('mallory:pw'), Buffer.from([3, 0])]));
   await assert.rejects(raw.read(1, 2000), /connection closed/, 'closed without a capability byte');
-  await waitFor(() => (/admin \d+ \S+: login rejected: user mallory is not in admin\.users/).test(env.qmux.stderr), { what: 'the log line' });
+  await waitFor(() => (/admin \d+ \S+: login rejected for user mallory: the user is not in admin\.users/).test(env.qmux.stderr), { what: 'the log line' });
 
   // The client listener does not accept admin commands.
   const client = await connectRawClient(env.qmux.port, `${ADMIN_USER}:pw`);
@@ -439,7 +439,7 @@ test('admin and http config errors', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qmux-admin-config-'));
   try {
     const cases = [
-      { admin: { port: 5011 }, error: /admin\.port = 5011 needs admin\.users/ },
+      { admin: { port: 5011 }, error: /admin\.anonymous = true needs admin\.users/ },
       { admin: { port: 5011, users: ['a:b'] }, error: /admin\.users\[0\] is invalid; a name has 1\.\.63 bytes and no ':'/ },
       { admin: { port: 5011, users: 'ops' }, error: /admin\.users must be a list of strings/ },
       { admin: { port: 5010, users: ['ops'] }, error: /admin\.port = 5010 is already used by listen\.port/ },

@@ -347,7 +347,7 @@ static const struct malformed_case malformed_cases[] = {
     { "empty password with options", "bob::admin\n", NULL,
       { "user bob: the password field is empty" }, { 1 } },
     { "plain password with colon", "bob:hunter:2\n", "hunter",
-      { "user bob: option 1 is not one of admin, max_connections=N or policy=NAME (a "
+      { "user bob: option 1 is not one of admin, max_connections=N, policy=NAME or listeners=LIST (a "
         "plain-text password cannot contain ':')" }, { 1 } },
     { "max_connections zero", "bob:hunter2:max_connections=0\n", "hunter2",
       { "user bob: option max_connections must be a whole number from 1 to 1000000" }, { 1 } },
@@ -374,7 +374,7 @@ static const struct malformed_case malformed_cases[] = {
     { "duplicate user", "bob:hunter2\n\nbob:hunter3\n", "hunter",
       { "user bob is already defined on line 1" }, { 3 } },
     { "two errors", "# a\nbob:hunter2:root\ncarol\n", "hunter2",
-      { "user bob: option 1 is not one of admin, max_connections=N or policy=NAME (a "
+      { "user bob: option 1 is not one of admin, max_connections=N, policy=NAME or listeners=LIST (a "
         "plain-text password cannot contain ':')",
         "missing ':' between the user name and the password" }, { 2, 3 } },
     { "no users", "# nobody yet\n\n", NULL,

@@ -3,12 +3,15 @@
  */
 #include "suites.h"
 
+#include "auth.h"
 #include "config.h"
+#include "policy.h"
 
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define ERRORS_SIZE 8192
 
@@ -112,6 +115,13 @@ START_TEST(test_full_sets_every_key)
     ck_assert_str_eq(config->listen_address, "0.0.0.0");
     ck_assert_int_eq(config->listen_port, 6010);
     ck_assert_int_eq(config->listen_backlog, 128);
+    ck_assert_int_eq(config->listen_anonymous, 1);
+    ck_assert_ptr_nonnull(config->users);
+    ck_assert_uint_eq(auth_user_count(config->users), 1);
+    ck_assert_int_eq(config->auth_workers, 3);
+    ck_assert_uint_eq(policy_count(config->policies), 2);
+    ck_assert_ptr_eq(config->default_policy, policy_find(config->policies, "readonly"));
+    ck_assert_ptr_nonnull(strstr(config->warnings, "unsalted MD5"));
     ck_assert_int_eq(config->pool_size, 8);
     ck_assert_int_eq(config->pool_capability, 3);
     ck_assert_int_eq(config->reconnect_min_ms, 50);
@@ -156,12 +166,51 @@ START_TEST(test_full_sets_every_key)
 }
 END_TEST
 
+/* Copies the file at relative into folder. */
+static void copy_into(const char *relative, const char *folder, const char *name)
+{
+    char source[PATH_MAX];
+    char target[PATH_MAX];
+    char buffer[4096];
+    size_t length;
+
+    snprintf(target, sizeof(target), "%s/%s", folder, name);
+    FILE *in = fopen(source_path(relative, source, sizeof(source)), "r");
+    FILE *out = fopen(target, "w");
+    ck_assert_ptr_nonnull(in);
+    ck_assert_ptr_nonnull(out);
+    while ((length = fread(buffer, 1, sizeof(buffer), in)) > 0)
+        ck_assert_uint_eq(fwrite(buffer, 1, length, out), length);
+    fclose(in);
+    fclose(out);
+}
+
+/* The sample names the users file "users" beside it, as /etc/qmux/users once installed. */
 START_TEST(test_sample_config_loads)
 {
-    struct config *config = load_valid("conf/qmux.conf");
+    char folder[] = "/tmp/qmux-check-sample-XXXXXX";
+    char path[PATH_MAX];
+    char errors[ERRORS_SIZE];
 
+    ck_assert_ptr_nonnull(mkdtemp(folder));
+    copy_into("conf/qmux.conf", folder, "qmux.conf");
+    snprintf(path, sizeof(path), "%s/qmux.conf", folder);
+    struct config *config = config_load(path, errors, sizeof(errors));
+    ck_assert_ptr_null(config);
+    ck_assert_ptr_nonnull(strstr(errors, "/users: failed to open the users file"));
+
+    snprintf(path, sizeof(path), "%s/users", folder);
+    FILE *users = fopen(path, "w");
+    ck_assert_ptr_nonnull(users);
+    fputs("alice:5ebe2294ecd0e0f08eab7690d2a6ee69:admin\n", users);
+    fclose(users);
+    snprintf(path, sizeof(path), "%s/qmux.conf", folder);
+    config = config_load(path, errors, sizeof(errors));
+    ck_assert_msg(config != NULL, "%s did not load:\n%s", path, errors);
     ck_assert_str_eq(config->listen_address, "127.0.0.1");
     ck_assert_int_eq(config->listen_port, 5010);
+    ck_assert_int_eq(config->listen_anonymous, 0);
+    ck_assert_uint_eq(auth_user_count(config->users), 1);
     ck_assert_int_eq(config->pool_size, 4);
     ck_assert_int_eq(config->upstream_count, 1);
     ck_assert_str_eq(config->upstreams[0].host, "127.0.0.1");
@@ -169,6 +218,12 @@ START_TEST(test_sample_config_loads)
     ck_assert_str_eq(config->upstreams[0].user, "qmux");
     ck_assert_str_eq(config->upstreams[0].password, "secret");
     config_free(config);
+
+    snprintf(path, sizeof(path), "%s/users", folder);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/qmux.conf", folder);
+    unlink(path);
+    rmdir(folder);
 }
 END_TEST
 
@@ -195,7 +250,7 @@ static const struct invalid_case invalid_cases[] = {
       { "unknown_key.conf:2: unknown setting pool.sise;", "accepts size, capability" } },
     { "unknown_group.conf", 1,
       { "unknown_group.conf:3: unknown setting logging;",
-        "listen, pool, upstreams, clients, admin, http, log" } },
+        "listen, pool, upstreams, clients, admin, http, auth, log" } },
     { "unknown_upstream_key.conf", 1,
       { "unknown_upstream_key.conf:3: unknown setting upstreams[0].pasword;",
         "host, port, user, password" } },
@@ -313,7 +368,7 @@ START_TEST(test_known_keys_listed)
 {
     const char *const *keys = config_known_keys();
     static const char *const expected[] = {
-        "listen.address", "listen.port", "listen.backlog",
+        "listen.address", "listen.port", "listen.backlog", "listen.anonymous",
         "pool.size", "pool.capability", "pool.reconnect_min_ms", "pool.reconnect_max_ms",
         "pool.connect_timeout_ms", "pool.unavailable_wait_ms", "pool.health_check_interval_ms",
         "pool.health_check_timeout_ms", "pool.health_check_query",
@@ -324,10 +379,12 @@ START_TEST(test_known_keys_listed)
         "clients.validate_messages", "clients.max_message_size",
         "clients.output_high_watermark", "clients.output_low_watermark",
         "clients.max_output_total", "clients.input_buffer",
-        "admin.address", "admin.port", "admin.users",
+        "admin.address", "admin.port", "admin.users", "admin.anonymous",
         "http.address", "http.port", "http.max_request_size", "http.max_response_size",
-        "http.request_timeout_ms",
+        "http.request_timeout_ms", "http.anonymous",
+        "auth.users_file", "auth.default_policy", "auth.workers",
         "log.level", "log.target", "log.file", "log.syslog_path", "log.access", "log.slow_request_ms",
+        "policies.name", "policies.mode", "policies.entries",
     };
     size_t count = sizeof(expected) / sizeof(expected[0]);
 

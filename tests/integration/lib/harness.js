@@ -155,11 +155,11 @@ function probeHandshake(port, { credentials = 'probe:probe', timeoutMs = 1000 } 
   });
 }
 
-async function waitForHandshake(proc, port, timeoutMs) {
+async function waitForHandshake(proc, port, timeoutMs, credentials = 'probe:probe') {
   await waitFor(async () => {
     if (!proc.running) throw new Error(`${proc.describe()} exited before accepting connections\n${tail(proc.stderr, LOG_TAIL_LINES)}`);
     try {
-      await probeHandshake(port);
+      await probeHandshake(port, { credentials });
       return true;
     } catch {
       return false;
@@ -229,7 +229,9 @@ function settingsText(settings = {}) {
 
 // Returns the text of a qmux configuration file. options.pool and options.clients add
 // settings to those groups; options.admin and options.http, when given, write those
-// groups; options.upstreamPorts lists several upstreams.
+// groups; options.upstreamPorts lists several upstreams. Without options.auth every
+// listener admits anonymous clients; options.auth writes the auth group, options.listen
+// adds listen settings, and options.policies is the text of the policies list.
 function qmuxConfigText(options) {
   const o = {
     poolSize: 4,
@@ -245,8 +247,10 @@ function qmuxConfigText(options) {
     ...options,
   };
   const upstreamPorts = o.upstreamPorts || [o.upstreamPort];
+  const anonymous = { anonymous: !o.auth };
   return [
-    `listen = { address = "${HOST}"; port = ${o.listenPort}; };`,
+    `listen = { address = "${HOST}"; port = ${o.listenPort}; ` +
+      `${settingsText({ ...anonymous, ...o.listen })} };`,
     `pool = { size = ${o.poolSize}; reconnect_min_ms = ${o.reconnectMinMs}; ` +
       `reconnect_max_ms = ${o.reconnectMaxMs}; connect_timeout_ms = ${o.connectTimeoutMs}; ` +
       `${settingsText(o.pool)} };`,
@@ -255,14 +259,18 @@ function qmuxConfigText(options) {
     `clients = { max_message_size = ${o.maxMessageSize}; output_high_watermark = ${o.highWatermark}; ` +
       `output_low_watermark = ${o.lowWatermark}; ${settingsText(o.clients)} };`,
     `log = { level = "${o.logLevel}"; ${settingsText(o.log)} };`,
-    o.admin ? `admin = { ${settingsText(o.admin)} };` : '',
-    o.http ? `http = { ${settingsText(o.http)} };` : '',
+    o.admin ? `admin = { ${settingsText({ ...anonymous, ...o.admin })} };` : '',
+    o.http ? `http = { ${settingsText({ ...anonymous, ...o.http })} };` : '',
+    o.auth ? `auth = { ${settingsText(o.auth)} };` : '',
+    o.policies ? `policies = ${o.policies};` : '',
     '',
   ].join('\n');
 }
 
 // Writes a config into tmpDir and starts build/qmux with it; resolves once qmux accepts
-// a handshake. Retries with a new listen port if the chosen one was taken meanwhile.
+// a handshake, sent with options.probe as credentials when given (with options.auth,
+// a user and password of the users file). Retries with a new listen port if the chosen
+// one was taken meanwhile.
 async function startQmux({ tmpDir, upstreamPort, waitReady = true, ...options }) {
   let lastError;
   for (let attempt = 0; attempt < 3; attempt++) {
@@ -279,7 +287,7 @@ async function startQmux({ tmpDir, upstreamPort, waitReady = true, ...options })
     proc.configPath = configPath;
     if (!waitReady) return proc;
     try {
-      await waitForHandshake(proc, listenPort, 5000);
+      await waitForHandshake(proc, listenPort, 5000, options.probe);
       return proc;
     } catch (error) {
       lastError = error;
@@ -300,6 +308,8 @@ class TestEnvironment {
     this.upstream = null;
     this.qmux = null;
     this.qmuxCleanExit = true;
+    // Text no qmux log line may contain; tests add the client passwords they use.
+    this.secrets = [UPSTREAM_PASSWORD];
   }
 
   track(proc) {
@@ -361,9 +371,8 @@ class TestEnvironment {
     for (const proc of this.processes) {
       const match = proc.stderr.match(SANITIZER_PATTERN);
       if (match) throw new Error(`${proc.name} log contains a sanitizer report ("${match[0]}")`);
-      if (proc.name === 'qmux' && proc.stderr.includes(UPSTREAM_PASSWORD)) {
-        throw new Error(`qmux log contains the upstream password "${UPSTREAM_PASSWORD}"`);
-      }
+      const secret = this.secrets.find((text) => proc.name === 'qmux' && proc.stderr.includes(text));
+      if (secret !== undefined) throw new Error(`qmux log contains the password "${secret}"`);
       if (proc.name === 'qmux' && proc.running === false && !proc.stopRequested) {
         throw new Error(`qmux exited on its own during the test: ${proc.describe()}`);
       }
@@ -448,6 +457,7 @@ function parseLoadSummary(stdout) {
 }
 
 module.exports = {
+  BUILD_DIR,
   CLIENT,
   HOST,
   QMUX,

@@ -39,6 +39,19 @@ class NodeQClient {
     });
   }
 
+  // Sends the list (fn; args...) as a sync request, as node-q's k(fn, x, ...) does, and
+  // resolves with the result or rejects with the kdb+ error.
+  call(fn, ...args) {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`node-q call of ${fn} timed out`)), 10000);
+      this.connection.k(fn, ...args, (error, result) => {
+        clearTimeout(timer);
+        if (error) reject(error);
+        else resolve(result);
+      });
+    });
+  }
+
   // Sends an async message; resolves once it is written to the socket.
   async(expression) {
     return new Promise((resolve) => this.connection.ks(expression, () => resolve()));
