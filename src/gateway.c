@@ -27,6 +27,7 @@
 #include "client.h"
 #include "compress.h"
 #include "http.h"
+#include "http_auth.h"
 #include "ipc.h"
 #include "json.h"
 #include "lifecycle.h"
@@ -48,9 +49,6 @@
 
 /* Bytes of output space reserved for each deflate call. */
 #define GATEWAY_DEFLATE_STEP (16 * 1024)
-
-/* Maximum length of a user name taken from an Authorization header, NUL included. */
-#define GATEWAY_USER_MAX 64
 
 /* One HTTP query from its arrival until its reply is sent or its connection is gone. */
 struct gateway_query {
@@ -267,6 +265,7 @@ static const struct error_status error_statuses[] = {
     { "qmux is shutting down", NULL, 503, "Service Unavailable" },
     { "query timeout", NULL, 504, "Gateway Timeout" },
     { "upstream connection lost", NULL, 502, "Bad Gateway" },
+    { "access: policy ", NULL, 403, "Forbidden" },
 };
 
 static void status_of_error(const char *text, size_t length, int *status, const char **reason)
@@ -601,81 +600,6 @@ static int accepts_gzip(struct evhttp_request *request)
     return 0;
 }
 
-static int base64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-/* Decodes base64 text (RFC 4648, padding optional) into out. Returns the decoded length,
- * or -1 when text is invalid or does not fit. */
-static long base64_decode(const char *text, char *out, size_t size)
-{
-    size_t used = 0;
-    unsigned bits = 0;
-    int bit_count = 0;
-
-    for (const unsigned char *p = (const unsigned char *)text; *p != '\0' && *p != '='; p++) {
-        int value = base64_value(*p);
-
-        if (value < 0)
-            return -1;
-        bits = (bits << 6) | (unsigned)value;
-        bit_count += 6;
-        if (bit_count >= 8) {
-            bit_count -= 8;
-            if (used == size)
-                return -1;
-            out[used++] = (char)((bits >> bit_count) & 0xff);
-        }
-    }
-    return (long)used;
-}
-
-/* Stores in user the user name of an "Authorization: Basic" header, or "http" without
- * one. The password is not checked. Returns 0, or -1 with the reason in error. */
-static int request_user(struct evhttp_request *request, char *user, size_t size,
-                        char *error, size_t error_size)
-{
-    const char *header = evhttp_find_header(evhttp_request_get_input_headers(request),
-                                            "Authorization");
-    char credentials[GATEWAY_USER_MAX * 4];
-
-    snprintf(user, size, "http");
-    if (header == NULL)
-        return 0;
-    if (strncasecmp(header, "Basic ", 6) != 0) {
-        snprintf(error, error_size, "unsupported Authorization scheme; only Basic is read");
-        return -1;
-    }
-    long length = base64_decode(header + 6 + strspn(header + 6, " "), credentials,
-                                sizeof(credentials));
-    if (length < 0) {
-        snprintf(error, error_size, "invalid Authorization header: the Basic credentials "
-                 "are not base64 or longer than %zu bytes", sizeof(credentials));
-        return -1;
-    }
-    /* The decoded bytes carry no NUL, so search only what was decoded. */
-    const char *colon = memchr(credentials, ':', (size_t)length);
-    size_t name_length = colon != NULL ? (size_t)(colon - credentials) : (size_t)length;
-    if (name_length == 0)
-        return 0;
-    if (name_length >= size)
-        name_length = size - 1;
-    memcpy(user, credentials, name_length);
-    user[name_length] = '\0';
-    return 0;
-}
-
 /* Stores a malloc'd copy of the query parameter of form (a query string or a form body)
  * in *text. Returns 1 when found, 0 when form has no query parameter or does not parse,
  * -1 when out of memory. */
@@ -770,8 +694,8 @@ static int write_query(struct bufferevent *end, const char *text, size_t length)
 /* Creates the pair and the client, sends the query and arms the timers. Returns the
  * query, or NULL when out of memory (nothing is left to free then). */
 static struct gateway_query *start_query(struct evhttp_request *request, const char *peer,
-                                         const char *user, int gzip, const char *text,
-                                         size_t length)
+                                         const char *user, const struct auth_user *account,
+                                         int gzip, const char *text, size_t length)
 {
     struct gateway_query *query = calloc(1, sizeof(*query));
     struct bufferevent *pair[2];
@@ -790,7 +714,7 @@ static struct gateway_query *start_query(struct evhttp_request *request, const c
     snprintf(query->peer, sizeof(query->peer), "%s", peer);
     LIST_INSERT_HEAD(&queries, query, link);
 
-    if (client_attach(pair[0], peer, user, GATEWAY_CAPABILITY, NULL) == NULL) {
+    if (client_attach(pair[0], peer, user, GATEWAY_CAPABILITY, account) == NULL) {
         bufferevent_free(pair[0]);
         query_free(query);
         return NULL;
@@ -820,12 +744,47 @@ static struct gateway_query *start_query(struct evhttp_request *request, const c
     return query;
 }
 
+/* A query whose credentials are being checked. */
+struct pending_query {
+    struct evhttp_request *request;
+    char peer[80];
+    int gzip;
+    char *text;
+    size_t length;
+};
+
+/* Runs a query once http_auth_check admitted it, as user (account NULL: anonymous). */
+static void run_query(void *arg, const char *user, const struct auth_user *account)
+{
+    struct pending_query *pending = arg;
+
+    if (user == NULL) {
+        free(pending->text);
+        free(pending);
+        return;
+    }
+    struct gateway_query *query = start_query(pending->request, pending->peer, user, account,
+                                              pending->gzip, pending->text, pending->length);
+    if (query != NULL) {
+        /* A graceful shutdown waits for this reply to be written out, not only rendered. */
+        evhttp_request_set_on_complete_cb(pending->request, reply_complete_cb, NULL);
+        replies_in_flight++;
+        log_debug("%s: query of %zu bytes as user %s sent", pending->peer, pending->length,
+                  user);
+    } else {
+        log_error("%s: out of memory for a query", pending->peer);
+        send_error(pending->request, pending->gzip, 500, "Internal Server Error",
+                   "out of memory");
+    }
+    free(pending->text);
+    free(pending);
+}
+
 void gateway_handle_query(struct evhttp_request *request)
 {
     int gzip = accepts_gzip(request);
     char peer[80];
     char address[72];
-    char user[GATEWAY_USER_MAX];
     char error[200];
     char *text;
     size_t length;
@@ -833,8 +792,7 @@ void gateway_handle_query(struct evhttp_request *request)
     http_format_peer(request, address, sizeof(address));
     snprintf(peer, sizeof(peer), "http %s", address);
 
-    if (request_user(request, user, sizeof(user), error, sizeof(error)) != 0 ||
-        request_query_text(request, &text, &length, error, sizeof(error)) != 0) {
+    if (request_query_text(request, &text, &length, error, sizeof(error)) != 0) {
         log_info("%s: rejected: %s", peer, error);
         send_error(request, gzip, 400, "Bad Request", error);
         return;
@@ -854,19 +812,19 @@ void gateway_handle_query(struct evhttp_request *request)
         return;
     }
 
-    struct gateway_query *query = start_query(request, peer, user, gzip, text, length);
-    free(text);
-    if (query != NULL) {
-        /* A graceful shutdown waits for this reply to be written out, not only rendered. */
-        evhttp_request_set_on_complete_cb(request, reply_complete_cb, NULL);
-        replies_in_flight++;
-    }
-    if (query == NULL) {
+    struct pending_query *pending = calloc(1, sizeof(*pending));
+    if (pending == NULL) {
         log_error("%s: out of memory for a query", peer);
         send_error(request, gzip, 500, "Internal Server Error", "out of memory");
+        free(text);
         return;
     }
-    log_debug("%s: query of %zu bytes as user %s sent", peer, length, user);
+    pending->request = request;
+    snprintf(pending->peer, sizeof(pending->peer), "%s", peer);
+    pending->gzip = gzip;
+    pending->text = text;
+    pending->length = length;
+    http_auth_check(request, peer, run_query, pending);
 }
 
 int gateway_replies_in_flight(void)
@@ -878,6 +836,7 @@ void gateway_stop(void)
 {
     struct gateway_query *query;
 
+    http_auth_stop();
     while ((query = LIST_FIRST(&queries)) != NULL) {
         query->connection = NULL;
         query_free(query);

@@ -61,12 +61,7 @@ static int base64_value(char c)
     return -1;
 }
 
-/*
- * Decodes unpadded base64 text[0..length) into out. Returns the number of bytes, or -1 on
- * a character outside the alphabet, a length that no byte count produces (4n + 1), bits
- * left over in the last character, or more than out_size bytes.
- */
-static long base64_decode(const char *text, size_t length, uint8_t *out, size_t out_size)
+long passwd_base64_decode(const char *text, size_t length, uint8_t *out, size_t out_size)
 {
     uint32_t bits = 0;
     unsigned bit_count = 0;
@@ -182,7 +177,7 @@ static int parse_pbkdf2(const char *text, size_t length, struct passwd_entry *en
         *error = "invalid $pbkdf2-sha256$ hash: expected $ITERATIONS$SALT$HASH";
         return -1;
     }
-    long salt_size = base64_decode(salt, (size_t)(dollar - salt), entry->salt,
+    long salt_size = passwd_base64_decode(salt, (size_t)(dollar - salt), entry->salt,
                                    sizeof(entry->salt));
     if (salt_size < PASSWD_MIN_SALT_SIZE) {
         *error = "invalid $pbkdf2-sha256$ hash: the salt is not 8 to 64 bytes of unpadded "
@@ -192,7 +187,7 @@ static int parse_pbkdf2(const char *text, size_t length, struct passwd_entry *en
 
     const char *hash = dollar + 1;
     uint8_t key[PASSWD_DIGEST_MAX + 1];
-    long key_size = base64_decode(hash, (size_t)(end - hash), key, sizeof(key));
+    long key_size = passwd_base64_decode(hash, (size_t)(end - hash), key, sizeof(key));
     if (key_size != SHA256_SIZE) {
         *error = "invalid $pbkdf2-sha256$ hash: the hash is not 32 bytes of unpadded base64";
         return -1;

@@ -90,4 +90,12 @@ int passwd_pbkdf2_sha256(const char *password, size_t length, const uint8_t *sal
 /* Returns "pbkdf2-sha256", "md5", "sha1" or "plain". */
 const char *passwd_format_name(int format);
 
+/*
+ * Decodes unpadded standard base64 text[0..length) (RFC 4648, '+' and '/') into out.
+ * Returns the number of bytes, or -1 on a character outside the alphabet, a length that
+ * no byte count produces (4n + 1), bits left over in the last character, or more than
+ * out_size bytes.
+ */
+long passwd_base64_decode(const char *text, size_t length, uint8_t *out, size_t out_size);
+
 #endif

@@ -306,3 +306,38 @@ integrationTest('a slow password check does not stall other clients', async (env
   slow.destroy();
   alice.destroy();
 });
+
+integrationTest('HTTP queries need Basic credentials of the users file', async (env) => {
+  const httpPort = await freePort();
+  await startWithUsers(env, { qmux: { http: { port: httpPort } } });
+  const base = `http://127.0.0.1:${httpPort}`;
+  const basic = (user, password) => ({ Authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}` });
+
+  const anonymous = await fetch(`${base}/q?query=til%203`);
+  assert.equal(anonymous.status, 401, 'a query without credentials gets 401');
+  assert.match(anonymous.headers.get('www-authenticate'), /^Basic realm="qmux"/);
+  assert.match((await anonymous.json()).error, /^access: /);
+
+  const alice = await fetch(`${base}/q?query=til%203`, { headers: basic('alice', PASSWORDS.alice) });
+  assert.equal(alice.status, 200);
+  assert.deepEqual(await alice.json(), [0, 1, 2]);
+
+  const httpOnly = await fetch(`${base}/q?query=2%2B2`, { headers: basic('httponly', PASSWORDS.httponly) });
+  assert.equal(httpOnly.status, 200, 'listeners=http allows this listener');
+  assert.equal(await httpOnly.json(), 4);
+
+  const wrong = await fetch(`${base}/q?query=til%203`, { headers: basic('alice', 'not-alice-9') });
+  assert.equal(wrong.status, 401, 'a wrong password gets 401');
+  await wrong.text();
+  env.secrets.push('not-alice-9');
+
+  const denied = await fetch(`${base}/q?query=hiddenvar%3A1`, { headers: basic('reader', PASSWORDS.reader) });
+  assert.equal(denied.status, 403, 'a query the policy denies gets 403');
+  assert.match((await denied.json()).error, /^access: policy readonly: /);
+
+  const health = await fetch(`${base}/health`);
+  assert.equal(health.status, 200, '/health needs no credentials');
+  await health.text();
+  await waitFor(() => /http 127\.0\.0\.1:\d+: login rejected for user alice: wrong password/.test(env.qmux.stderr),
+    { what: 'the HTTP rejection line' });
+});
