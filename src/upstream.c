@@ -194,7 +194,9 @@ static void choose_conversion(struct upconn *conn, struct client *client,
     if (conn->convert == CONVERT_NONE || header->length <= limit)
         return;
 
-    if (conn->convert == CONVERT_COMPRESS) {
+    /* NOTE: a response too large to check goes to a capability 1..2 client unchecked, and
+     * to a capability 0 client unchecked when it is not compressed. */
+    if (conn->convert == CONVERT_COMPRESS || !header->compressed || client->capability > 0) {
         conn->convert = CONVERT_NONE;
         return;
     }
@@ -212,8 +214,8 @@ static void finish_conversion(struct upconn *conn, struct client *client)
     struct evbuffer *output = bufferevent_get_output(client->bev);
     if (!conn->relayed_any)
         client_response_begins(client);
-    uint64_t sent = convert_message(conn->convert, conn->collected, output, conn->error_text,
-                                    sizeof(conn->error_text));
+    uint64_t sent = convert_message(conn->convert, client->capability, conn->collected, output,
+                                    conn->error_text, sizeof(conn->error_text));
 
     conn->convert = CONVERT_NONE;
     if (sent == 0) {

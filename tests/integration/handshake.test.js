@@ -96,3 +96,25 @@ integrationTest('pipelined requests answered in order', async (env) => {
   }
   client.destroy();
 });
+
+integrationTest('capability 0 gets type for timestamps', async (env) => {
+  await env.startUpstream();
+  await env.startQmux({ poolSize: 1 });
+  await waitForUpstreamLogin(env.qmux.port);
+
+  // kdb+ 2.5 clients cannot read timestamps: kdb+ answers them 'type, and so does qmux,
+  // though its upstream connection agreed capability 6.
+  const legacy = await RawConnection.connect(env.qmux.port);
+  await legacy.write(Buffer.from('legacy:pw\0'));
+  assert.equal((await legacy.read(1))[0], 0, 'the agreed capability is 0');
+  const answer = await legacy.query('.standin.table 2');
+  assert.match(answer.error, /^type: the response holds a timestamp, which a client of capability 0 cannot read/);
+  assert.deepEqual(await legacy.query('count .standin.table 2'), { long: 2n }, 'the connection goes on');
+  legacy.destroy();
+
+  const modern = await RawConnection.connect(env.qmux.port);
+  assert.equal(await modern.handshake('modern:pw', 1), 1);
+  const table = await modern.query('.standin.table 2');
+  assert.equal(table.otherType, 98, 'a capability 1 client gets the table');
+  modern.destroy();
+});

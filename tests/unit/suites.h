@@ -14,6 +14,7 @@ Suite *qdec_suite(void);
 Suite *json_suite(void);
 Suite *auth_suite(void);
 Suite *policy_suite(void);
+Suite *convert_suite(void);
 
 /* Returns the path of the shared serialization samples folder, or NULL (after printing a
  * SKIP line naming the path that was tried) when it is absent. */

@@ -32,6 +32,7 @@ int main(void)
     srunner_add_suite(runner, json_suite());
     srunner_add_suite(runner, auth_suite());
     srunner_add_suite(runner, policy_suite());
+    srunner_add_suite(runner, convert_suite());
 
     srunner_run_all(runner, CK_NORMAL);
     int failed = srunner_ntests_failed(runner);
