@@ -6,7 +6,7 @@
 
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
-const { execFileSync } = require('node:child_process');
+const { execFileSync, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 const { BUILD_DIR, freePort, integrationTest, sleep, waitFor } = require('./lib/harness');
@@ -279,10 +279,14 @@ integrationTest('config checks: listeners need users or anonymous, and readable 
   }
   assert.match(output, /listen.anonymous is false and auth.users_file is not set/);
 
-  const checked = execFileSync(path.join(BUILD_DIR, 'qmux'), ['-t', '-c', env.qmux.configPath],
-    { encoding: 'utf8', stdio: 'pipe' });
-  assert.match(checked, /is valid/);
-  await sleep(0);
+  const checked = spawnSync(path.join(BUILD_DIR, 'qmux'), ['-t', '-c', env.qmux.configPath],
+    { encoding: 'utf8' });
+  assert.equal(checked.status, 0);
+  assert.match(checked.stdout, /is valid/);
+  assert.match(checked.stderr, /qmux\.conf: the file holds upstream passwords and other users may read it \(mode 644\)/);
+  fs.chmodSync(env.qmux.configPath, 0o640);
+  const quiet = spawnSync(path.join(BUILD_DIR, 'qmux'), ['-t', '-c', env.qmux.configPath], { encoding: 'utf8' });
+  assert.doesNotMatch(quiet.stderr, /holds upstream passwords/, 'mode 640 is not warned about');
 });
 
 integrationTest('a slow password check does not stall other clients', async (env) => {
