@@ -1080,9 +1080,9 @@ static void sniff_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
- * Waits for the client's first byte before choosing TLS or plain: a kdb+ client speaks
- * first, and its plain handshake never starts with 0x16 (a user name does not start with
- * a control character, and a capability byte is at most 6). clients.handshake_timeout_ms
+ * Waits for the client's first byte before choosing TLS or plain. A kdb+ client speaks
+ * first, and its plain handshake never starts with 0x16, because a user name does not
+ * start with a control character and a capability byte is at most 6. The handshake timer
  * bounds the wait. Returns 0, or -1 after closing the client.
  */
 static int start_sniffing(struct client *client, evutil_socket_t fd)

@@ -32,7 +32,7 @@ enum log_target {
 
 enum tls_mode {
     TLS_MODE_OFF = 0,        /* plain kdb+ IPC only */
-    TLS_MODE_ON,             /* plain and TLS on one port, told apart by the first byte */
+    TLS_MODE_ON,             /* plain and TLS on one port, distinguished by the first byte */
     TLS_MODE_ONLY,           /* TLS only; a plain client is rejected */
 };
 

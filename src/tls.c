@@ -92,7 +92,7 @@ static void queued_reasons(char *out, size_t size)
 
 /*
  * Writes "KEY PATH: WHAT (OPENSSL REASONS); HINT" into error and returns -1. WHAT and HINT
- * come from format, which holds them separated by a '|' so the reasons go between.
+ * come from format, which separates them with a '|' so that the reasons go between.
  */
 __attribute__((format(printf, 5, 6)))
 static int fail_with_reasons(char *error, size_t size, const char *key, const char *path,
@@ -132,7 +132,7 @@ static int check_readable(const char *key, const char *path, char *error, size_t
 
 /* Keeps OpenSSL from asking for a passphrase on the terminal: an encrypted key fails to
  * load instead. */
-static int refuse_passphrase(char *buffer, int size, int rwflag, void *arg)
+static int reject_passphrase(char *buffer, int size, int rwflag, void *arg)
 {
     (void)buffer;
     (void)size;
@@ -159,12 +159,12 @@ static SSL_CTX *new_context(const SSL_METHOD *method, char *error, size_t size)
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
-    SSL_CTX_set_default_passwd_cb(ctx, refuse_passphrase);
+    SSL_CTX_set_default_passwd_cb(ctx, reject_passphrase);
     return ctx;
 }
 
-/* Loads a certificate chain and its private key into ctx; group names the config group
- * in messages ("tls" or "upstream_tls"). */
+/* Loads a certificate chain and its private key into ctx. Messages name the keys of
+ * group ("tls" or "upstream_tls"). */
 static int load_certificate(SSL_CTX *ctx, const char *group, const char *cert_file,
                             const char *key_file, char *error, size_t size)
 {
@@ -275,7 +275,7 @@ failed:
     return NULL;
 }
 
-/* Builds every context config asks for into contexts. Returns 0, or -1 with nothing
+/* Builds every context that config requires into contexts. Returns 0, or -1 with nothing
  * left allocated. */
 static int build_contexts(const struct config *config, struct tls_contexts *contexts,
                           char *error, size_t size)
@@ -332,7 +332,7 @@ static void describe_certificate(X509 *certificate, char *out, size_t size)
 }
 
 /* Logs the certificate ctx presents, with a warning when it has expired. */
-static void log_certificate(SSL_CTX *ctx, const char *who, const char *path)
+static void log_certificate(SSL_CTX *ctx, const char *peers, const char *path)
 {
     X509 *certificate = SSL_CTX_get0_certificate(ctx);
     char description[512];
@@ -340,7 +340,7 @@ static void log_certificate(SSL_CTX *ctx, const char *who, const char *path)
     if (certificate == NULL)
         return;
     describe_certificate(certificate, description, sizeof(description));
-    log_info("TLS: %s get the certificate of %s (%s)", who, path, description);
+    log_info("TLS: %s get the certificate of %s (%s)", peers, path, description);
     if (X509_cmp_current_time(X509_get0_notAfter(certificate)) < 0)
         log_warn("TLS: the certificate of %s has expired; peers that check it reject the "
                  "handshake, so replace it and reload", path);

@@ -20,15 +20,15 @@
 #define TLS_HANDSHAKE_RECORD 0x16
 
 /*
- * Builds the contexts config asks for and, only when all succeed, makes them current
+ * Builds the contexts that config requires and, only when all succeed, makes them current
  * (freeing the previous ones). Returns 0, or -1 with a message in error naming the key,
- * the file and the OpenSSL reason; the current contexts are then unchanged. Logs the
- * certificate each context presents. Never writes key material to the log or to error.
+ * the file and the OpenSSL reason, and the current contexts then stay as they were. Logs
+ * the certificate each context presents. Never writes key material to the log or to error.
  */
 int tls_load(const struct config *config, char *error, size_t error_size);
 
-/* Builds the contexts config asks for and frees them: the check of qmux -t. Returns 0, or
- * -1 with a message in error, as tls_load. Logs nothing. */
+/* Builds the contexts that config requires and frees them, as qmux -t checks. Returns 0,
+ * or -1 with a message in error, as tls_load. Logs nothing. */
 int tls_check(const struct config *config, char *error, size_t error_size);
 
 /* Frees the current contexts (at shutdown). */
