@@ -719,7 +719,7 @@ void upconn_connect(struct upconn *conn)
     if (conn->timer == NULL || conn->bev == NULL) {
         ulog_error(conn, "cannot set up a connection (%s); retrying", error);
         upconn_set_state(conn, UPCONN_CONNECTING);
-        upconn_close(conn, "out of memory");
+        upconn_close(conn, error);
         return;
     }
     /* The bufferevent writes and reports the connect; read_event_cb does the reading. */

@@ -379,7 +379,7 @@ integrationTest('silent client times out before TLS', async (env) => {
   assert.equal(waiting.closed, false);
 });
 
-integrationTest('config test loads TLS files', async (env) => {
+integrationTest('mismatched key rejected at check and start', async (env) => {
   const certs = makeCertificates(env.tmpDir);
   const text = qmuxConfigText({
     listenPort: 5010,
@@ -395,4 +395,15 @@ integrationTest('config test loads TLS files', async (env) => {
   assert.equal(result.code, 1, result.stderr);
   assert.ok(result.stderr.includes(`tls.key_file "${certs.serverB.key}": does not match the certificate of tls.cert_file`),
     result.stderr);
+
+  // Started with that file, qmux logs the reason and exits with status 3.
+  await env.startUpstream();
+  const proc = await env.startQmux({
+    waitReady: false,
+    tls: tlsSettings({ cert: certs.serverA.cert, key: certs.serverB.key }),
+  });
+  proc.stopRequested = true;
+  await proc.exited;
+  assert.equal(proc.exitCode, 3, proc.stderr);
+  assert.match(proc.stderr, /cannot set up TLS: tls\.key_file ".*": does not match the certificate/);
 });
