@@ -1182,6 +1182,34 @@ static void validate_tls(struct loader *loader)
     }
 }
 
+/* Makes each relative TLS file path start at the config file's folder, as @include and
+ * auth.users_file paths do. */
+static void resolve_tls_paths(struct loader *loader)
+{
+    struct config *config = loader->config;
+    char **paths[] = {
+        &config->tls_cert_file, &config->tls_key_file, &config->tls_ca_file,
+        &config->upstream_tls_ca_file, &config->upstream_tls_cert_file,
+        &config->upstream_tls_key_file,
+    };
+
+    for (size_t i = 0; i < ARRAY_SIZE(paths); i++) {
+        char *path = *paths[i];
+        if (path == NULL || path[0] == '\0' || path[0] == '/')
+            continue;
+
+        size_t size = strlen(loader->include_dir) + strlen(path) + 2;
+        char *joined = malloc(size);
+        if (joined == NULL) {
+            report(loader, NULL, "out of memory while resolving the TLS file paths");
+            return;
+        }
+        snprintf(joined, size, "%s/%s", loader->include_dir, path);
+        free(path);
+        *paths[i] = joined;
+    }
+}
+
 static void validate_cross_fields(struct loader *loader)
 {
     const struct config *config = loader->config;
@@ -1206,6 +1234,7 @@ static void validate_cross_fields(struct loader *loader)
 
     validate_ports(loader);
     validate_tls(loader);
+    resolve_tls_paths(loader);
 
     if (loader->valid[low] && loader->valid[high]
         && config->output_low_watermark >= config->output_high_watermark) {

@@ -208,6 +208,25 @@ static void copy_into(const char *relative, const char *folder, const char *name
 }
 
 /* The sample names the users file "users" beside it, as /etc/qmux/users once installed. */
+START_TEST(test_tls_relative_paths)
+{
+    struct config *config = load_valid("tests/fixtures/config/tls_relative.conf");
+    char expected[PATH_MAX];
+
+    fixture_path("tls/server.pem", expected, sizeof(expected));
+    ck_assert_str_eq(config->tls_cert_file, expected);
+    fixture_path("tls/server.key", expected, sizeof(expected));
+    ck_assert_str_eq(config->tls_key_file, expected);
+    ck_assert_str_eq(config->tls_ca_file, "");
+    ck_assert_str_eq(config->upstream_tls_ca_file, "/etc/qmux/tls/kdb-ca.pem");
+    fixture_path("../tls/qmux-client.pem", expected, sizeof(expected));
+    ck_assert_str_eq(config->upstream_tls_cert_file, expected);
+    fixture_path("qmux-client.key", expected, sizeof(expected));
+    ck_assert_str_eq(config->upstream_tls_key_file, expected);
+    config_free(config);
+}
+END_TEST
+
 START_TEST(test_sample_config_loads)
 {
     char folder[] = "/tmp/qmux-check-sample-XXXXXX";
@@ -499,6 +518,7 @@ Suite *config_suite(void)
     tcase_add_test(valid, test_minimal_gets_defaults);
     tcase_add_test(valid, test_full_sets_every_key);
     tcase_add_test(valid, test_sample_config_loads);
+    tcase_add_test(valid, test_tls_relative_paths);
     suite_add_tcase(suite, valid);
 
     tcase_add_loop_test(invalid, test_invalid_case, 0,
