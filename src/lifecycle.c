@@ -243,10 +243,8 @@ int lifecycle_reload(char *message, size_t message_size)
 
     char tls_error[512];
     if (tls_load(next, tls_error, sizeof(tls_error)) != 0) {
-        log_error("reload: %s", tls_error);
-        snprintf(message, message_size, "reload failed: cannot set up TLS from %s; the "
-                 "running configuration and its TLS certificates stay in use (error in the "
-                 "log)", path);
+        snprintf(message, message_size, "reload failed: cannot set up TLS: %s; the running "
+                 "configuration and its TLS certificates stay in use", tls_error);
         log_error("%s", message);
         config_free(next);
         notify_send("READY=1");

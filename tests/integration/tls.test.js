@@ -8,6 +8,7 @@
 const assert = require('node:assert/strict');
 const { execFile, spawn } = require('node:child_process');
 const fs = require('node:fs');
+const path = require('node:path');
 const {
   HOST, QMUX, countMatches, describeRun, integrationTest, qmuxConfigText, reloadQmux, runClient,
   sleep, upstreamIsQ, waitFor,
@@ -70,6 +71,33 @@ integrationTest('node-q over TLS', async (env) => {
   await client.async('tlsValue:7');
   assert.equal(await client.sync('tlsValue'), 7, 'an async then a sync, in order');
   await client.close();
+});
+
+integrationTest('password login over TLS', async (env) => {
+  const certs = makeCertificates(env.tmpDir);
+  const password = 'tls-login-Qm4';
+  const usersFile = path.join(env.tmpDir, 'users');
+  fs.writeFileSync(usersFile, `tlsuser:${password}\n`, { mode: 0o600 });
+  env.secrets.push(password);
+  await env.startUpstream();
+  await env.startQmux({
+    poolSize: 1,
+    auth: { users_file: usersFile },
+    probe: `tlsuser:${password}`,
+    tls: tlsSettings(certs.serverA),
+  });
+
+  // The password crosses the network encrypted, and qmux checks it as for a plain client.
+  const client = await RawConnection.connectTls(env.qmux.port, trusting(certs.ca));
+  assert.equal(await client.handshake(`tlsuser:${password}`), 3, 'the login is answered');
+  assert.deepEqual(await client.query('3*3'), { long: 9n });
+  client.destroy();
+
+  const wrong = await RawConnection.connectTls(env.qmux.port, trusting(certs.ca));
+  await wrong.write(Buffer.concat([Buffer.from('tlsuser:not-the-password'), Buffer.from([3, 0])]));
+  assert.equal(await wrong.waitClosed(5000), true, 'a wrong password is closed without a reply');
+  await waitFor(() => /login rejected for user tlsuser/.test(env.qmux.stderr),
+    { what: 'the rejected login line' });
 });
 
 integrationTest('openssl s_client handshake and query', async (env) => {
@@ -232,9 +260,9 @@ integrationTest('reload serves a new certificate', async (env) => {
   // A certificate file that is missing: the reload is rejected and B stays in use.
   const missing = `${env.tmpDir}/tls/missing.pem`;
   reloadQmux(env, { poolSize: 1, tls: tlsSettings({ cert: missing, key: certs.serverB.key }) });
-  await waitFor(() => /reload failed: cannot set up TLS from .*; the running configuration and its TLS certificates stay in use/
+  await waitFor(() => /reload failed: cannot set up TLS: .*; the running configuration and its TLS certificates stay in use/
     .test(env.qmux.stderr), { what: 'the rejected reload line' });
-  assert.ok(env.qmux.stderr.includes(`reload: tls.cert_file "${missing}": cannot open: No such file or directory`),
+  assert.ok(env.qmux.stderr.includes(`reload failed: cannot set up TLS: tls.cert_file "${missing}": cannot open: No such file or directory`),
     'the log names the key, the file and the reason');
 
   const still = await tlsClient(env.qmux.port, certs.ca);
