@@ -22,8 +22,9 @@ OPTFLAGS ?= -O2 -g
 WARNFLAGS = -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
             -Wmissing-prototypes -Wformat=2 -Wsign-compare -Wno-format-nonliteral
 DEPFLAGS = -MMD -MP
-# libcrypto (OpenSSL) provides PBKDF2 and SHA-2 for the users file.
-PKGS = libevent libconfig zlib libcrypto
+# libcrypto (OpenSSL) provides PBKDF2 and SHA-2 for the users file; libssl and
+# libevent_openssl (bufferevent_openssl) carry TLS for clients and upstreams.
+PKGS = libevent libevent_openssl libconfig zlib libssl libcrypto
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Install what building and testing qmux needs and is missing on a Debian machine:
 # the C libraries (libevent, libconfig, zlib, OpenSSL, Check), pkg-config, clang for the fuzz
-# targets, mandoc for the man page checks, and Node.js with npm for the node-q tests.
+# targets, mandoc for the man page checks, Node.js with npm for the node-q tests, and the
+# openssl command that the TLS tests use to make throwaway certificates.
 # make bench also needs valgrind for its instruction count, because perf has no hardware
 # counters in many virtual machines. chromium runs the browser test of the query page
 # (tests/integration/browser.test.js), which is skipped without it.
 # Run as root (or with sudo available). Prints nothing when everything is present.
 set -euo pipefail
 
-packages=(build-essential pkg-config libevent-dev libconfig-dev zlib1g-dev libssl-dev check
-          clang libclang-rt-dev mandoc nodejs npm procps curl valgrind chromium)
+packages=(build-essential pkg-config libevent-dev libconfig-dev zlib1g-dev libssl-dev openssl
+          check clang libclang-rt-dev mandoc nodejs npm procps curl valgrind chromium)
 
 missing=()
 for package in "${packages[@]}"; do

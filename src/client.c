@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 
 #include "auth.h"
@@ -25,6 +26,7 @@
 #include "qdec.h"
 #include "stats.h"
 #include "qmux.h"
+#include "tls.h"
 #include "upstream.h"
 #include "users.h"
 
@@ -78,19 +80,25 @@ int client_retract_response(struct client *client)
     struct evbuffer *output = bufferevent_get_output(client->bev);
     size_t before = (size_t)(client->response_start - client->output_sent);
     size_t partial = evbuffer_get_length(output) - before;
+    /* TLS may be part way through writing bytes it has not drained yet. */
+    if (before < tls_output_committed(client->bev))
+        return 0;
     struct evbuffer *kept = evbuffer_new();
     if (kept == NULL)
         return 0;
 
-    /* A socket bufferevent freezes the front of its output buffer while it may write.
-     * Nothing is being written now, so the buffer can be rebuilt: keep what came before
-     * the partial response and drop the response. */
-    evbuffer_unfreeze(output, 1);
+    /* A socket bufferevent freezes the front of its output buffer while it may write; a
+     * TLS one does not. Nothing is being written now, so the buffer can be rebuilt: keep
+     * what came before the partial response and drop the response. */
+    int frozen = !tls_is_tls(client->bev);
+    if (frozen)
+        evbuffer_unfreeze(output, 1);
     int moved = evbuffer_remove_buffer(output, kept, before);
     int ok = moved >= 0 && (size_t)moved == before && evbuffer_drain(output, partial) == 0;
     if (ok)
         evbuffer_add_buffer(output, kept);
-    evbuffer_freeze(output, 1);
+    if (frozen)
+        evbuffer_freeze(output, 1);
     evbuffer_free(kept);
 
     if (ok) {
@@ -111,6 +119,8 @@ void client_send_error(struct client *client, const char *text)
     client->bytes_out += length;
     stats.bytes_to_clients += length;
 }
+
+static void stop_sniffing(struct client *client);
 
 void client_close(struct client *client, const char *reason)
 {
@@ -133,6 +143,7 @@ void client_close(struct client *client, const char *reason)
     }
     login_end(client->login);
     client->login = NULL;
+    stop_sniffing(client);
     if (client->bev != NULL) {
         struct evbuffer *output = bufferevent_get_output(client->bev);
 
@@ -774,11 +785,39 @@ static void write_cb(struct bufferevent *bev, void *arg)
         upconn_resume(client->serving);
 }
 
+/* Logs the protocol and cipher a TLS client agreed, once its TLS handshake is done. */
+static void log_tls_session(struct client *client)
+{
+    char session[320];
+
+    tls_describe_session(client->bev, session, sizeof(session));
+    clog_info(client, "TLS handshake completed: %s", session);
+}
+
+/* Writes why the connection failed: the TLS reason when TLS reported one, else the
+ * socket error. */
+static void describe_error(struct client *client, char *reason, size_t size)
+{
+    char tls_reason[256];
+
+    if (tls_describe_error(client->bev, tls_reason, sizeof(tls_reason)))
+        snprintf(reason, size, "%s: %s", client->tls_established ? "TLS error"
+                 : "TLS handshake failed", tls_reason);
+    else
+        snprintf(reason, size, "socket error: %s",
+                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+}
+
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct client *client = arg;
-    char reason[160];
+    char reason[320];
 
+    if (what & BEV_EVENT_CONNECTED) {
+        client->tls_established = 1;
+        log_tls_session(client);
+        return;
+    }
     if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)))
         return;
 
@@ -788,8 +827,9 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
                  "(clients.send_timeout_ms); the client stopped reading",
                  qmux.config->send_timeout_ms);
     else if (what & BEV_EVENT_ERROR)
-        snprintf(reason, sizeof(reason), "socket error: %s",
-                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        describe_error(client, reason, sizeof(reason));
+    else if (client->state == CLIENT_HANDSHAKE && tls_is_tls(bev) && !client->tls_established)
+        snprintf(reason, sizeof(reason), "disconnected during the TLS handshake");
     else if (client->state == CLIENT_HANDSHAKE)
         snprintf(reason, sizeof(reason), "disconnected during the handshake");
     else if (client->state == CLIENT_LOGIN)
@@ -944,6 +984,119 @@ static void client_start_io(struct client *client)
     bufferevent_enable(client->bev, EV_READ | EV_WRITE);
 }
 
+/* Serves fd in plain kdb+ IPC. Returns 0, or -1 after closing the client. */
+static int start_plain(struct client *client, evutil_socket_t fd)
+{
+    client->bev = bufferevent_socket_new(qmux.base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (client->bev == NULL) {
+        evutil_closesocket(fd);
+        client_close(client, "out of memory while accepting");
+        return -1;
+    }
+    client_start_io(client);
+    return 0;
+}
+
+/* Serves fd with TLS: the TLS handshake runs first, then the kdb+ handshake as usual.
+ * Returns 0, or -1 after closing the client. */
+static int start_tls(struct client *client, evutil_socket_t fd)
+{
+    SSL *ssl = tls_new_client_ssl();
+
+    if (ssl != NULL)
+        client->bev = bufferevent_openssl_socket_new(qmux.base, fd, ssl,
+                                                     BUFFEREVENT_SSL_ACCEPTING,
+                                                     BEV_OPT_CLOSE_ON_FREE);
+    /* On failure libevent has freed ssl but left fd open. */
+    if (client->bev == NULL) {
+        evutil_closesocket(fd);
+        client_close(client, "out of memory while starting TLS");
+        return -1;
+    }
+    tls_allow_dirty_shutdown(client->bev);
+    client_start_io(client);
+    return 0;
+}
+
+static void stop_sniffing(struct client *client)
+{
+    if (client->tls_sniff == NULL)
+        return;
+    evutil_socket_t fd = event_get_fd(client->tls_sniff);
+
+    event_free(client->tls_sniff);
+    client->tls_sniff = NULL;
+    if (client->bev == NULL)
+        evutil_closesocket(fd);
+}
+
+/* Closes a client whose first byte is not a TLS handshake while tls.mode is "only",
+ * as kdb+ started with -E 2 does. */
+static void reject_plain(struct client *client, uint8_t first)
+{
+    char reason[200];
+
+    stats.clients_rejected++;
+    snprintf(reason, sizeof(reason), "rejected: plain connection (first byte 0x%02x) while "
+             "tls.mode is \"only\"; the client must connect with TLS, as q does with "
+             "hopen `:tcps://host:port", first);
+    client_close(client, reason);
+}
+
+/* Runs when the first byte of a client arrives with tls.mode "on" or "only": a TLS
+ * handshake record starts TLS, anything else is plain kdb+ IPC or rejected. */
+static void sniff_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct client *client = arg;
+    uint8_t first;
+    char reason[160];
+
+    (void)what;
+    ssize_t n = recv(fd, &first, 1, MSG_PEEK);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;   /* the persistent event waits for the byte */
+
+    if (n == 0) {
+        client_close(client, "disconnected before sending a byte");
+        return;
+    }
+    if (n < 0) {
+        snprintf(reason, sizeof(reason), "socket error: %s", strerror(errno));
+        client_close(client, reason);
+        return;
+    }
+    if (first != TLS_HANDSHAKE_RECORD && qmux.config->tls_mode == TLS_MODE_ONLY) {
+        reject_plain(client, first);
+        return;
+    }
+
+    /* The socket now passes to a bufferevent. */
+    event_free(client->tls_sniff);
+    client->tls_sniff = NULL;
+    if (first == TLS_HANDSHAKE_RECORD)
+        start_tls(client, fd);
+    else
+        start_plain(client, fd);
+}
+
+/*
+ * Waits for the client's first byte before choosing TLS or plain. A kdb+ client speaks
+ * first, and its plain handshake never starts with 0x16, because a user name does not
+ * start with a control character and a capability byte is at most 6. The handshake timer
+ * bounds the wait. Returns 0, or -1 after closing the client.
+ */
+static int start_sniffing(struct client *client, evutil_socket_t fd)
+{
+    client->tls_sniff = event_new(qmux.base, fd, EV_READ | EV_PERSIST, sniff_cb, client);
+    if (client->tls_sniff == NULL || event_add(client->tls_sniff, NULL) != 0) {
+        if (client->tls_sniff == NULL)
+            evutil_closesocket(fd);
+        client_close(client, "out of memory while accepting");
+        return -1;
+    }
+    return 0;
+}
+
 static void accept_cb(struct evconnlistener *listener, evutil_socket_t fd,
                       struct sockaddr *address, int length, void *arg)
 {
@@ -969,13 +1122,10 @@ static void accept_cb(struct evconnlistener *listener, evutil_socket_t fd,
 
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    client->bev = bufferevent_socket_new(qmux.base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (client->bev == NULL) {
-        evutil_closesocket(fd);
-        client_close(client, "out of memory while accepting");
+    int started = qmux.config->tls_mode == TLS_MODE_OFF ? start_plain(client, fd)
+                                                        : start_sniffing(client, fd);
+    if (started != 0)
         return;
-    }
-    client_start_io(client);
     if (start_handshake_timer(client) != 0) {
         client_close(client, "out of memory while accepting");
         return;

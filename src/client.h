@@ -81,6 +81,9 @@ struct client {
     uint64_t output_sent;           /* ... and ever drained from it by the socket */
     uint64_t response_start;        /* output_added when the response in flight began */
     struct event *handshake_timer;
+    struct event *tls_sniff;        /* waits for the first byte that tells TLS from plain,
+                                       while tls.mode is "on" or "only" */
+    int tls_established;            /* its TLS handshake completed */
     const char *close_reason;       /* CLOSING: logged when the flush completes */
 
     uint64_t requests;

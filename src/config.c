@@ -82,6 +82,13 @@ static const char *const log_target_names[] = {
     NULL,
 };
 
+static const char *const tls_mode_names[] = {
+    [TLS_MODE_OFF] = "off",
+    [TLS_MODE_ON] = "on",
+    [TLS_MODE_ONLY] = "only",
+    NULL,
+};
+
 static const char *const compression_names[] = {
     [COMPRESSION_NEVER] = "never",
     [COMPRESSION_AUTO] = "auto",
@@ -218,6 +225,32 @@ static const struct setting settings[] = {
       NULL },
     { "auth.workers", SETTING_INT, CONFIG_FIELD(auth_workers), 0,
       2, NULL, 1, 64, "number of threads that check passwords", NULL },
+
+    { "tls.mode", SETTING_ENUM, CONFIG_FIELD(tls_mode), 0,
+      0, "off", 0, 0, "TLS on the listen port: off, on (plain and TLS) or only",
+      tls_mode_names },
+    { "tls.cert_file", SETTING_STRING, CONFIG_FIELD(tls_cert_file), 0,
+      0, "", 0, 0, "path of the PEM certificate chain qmux presents to clients", NULL },
+    { "tls.key_file", SETTING_STRING, CONFIG_FIELD(tls_key_file), 0,
+      0, "", 0, 0, "path of the PEM private key of tls.cert_file", NULL },
+    { "tls.ca_file", SETTING_STRING, CONFIG_FIELD(tls_ca_file), 0,
+      0, "", 0, 0, "path of the PEM CA certificates that sign client certificates", NULL },
+    { "tls.verify_client", SETTING_BOOL, CONFIG_FIELD(tls_verify_client), 0,
+      0, NULL, 0, 1, "whether clients must present a certificate signed by tls.ca_file",
+      NULL },
+
+    { "upstream_tls.enabled", SETTING_BOOL, CONFIG_FIELD(upstream_tls_enabled), 0,
+      0, NULL, 0, 1, "whether qmux connects to every upstream with TLS", NULL },
+    { "upstream_tls.ca_file", SETTING_STRING, CONFIG_FIELD(upstream_tls_ca_file), 0,
+      0, "", 0, 0, "path of the PEM CA certificates that sign upstream certificates", NULL },
+    { "upstream_tls.verify", SETTING_BOOL, CONFIG_FIELD(upstream_tls_verify), 0,
+      1, NULL, 0, 1, "whether the upstream's certificate and name are checked", NULL },
+    { "upstream_tls.server_name", SETTING_STRING, CONFIG_FIELD(upstream_tls_server_name), 0,
+      0, "", 0, 0, "name sent to and checked against every upstream instead of its host", NULL },
+    { "upstream_tls.cert_file", SETTING_STRING, CONFIG_FIELD(upstream_tls_cert_file), 0,
+      0, "", 0, 0, "path of the PEM certificate chain qmux presents to upstreams", NULL },
+    { "upstream_tls.key_file", SETTING_STRING, CONFIG_FIELD(upstream_tls_key_file), 0,
+      0, "", 0, 0, "path of the PEM private key of upstream_tls.cert_file", NULL },
 
     { "log.level", SETTING_ENUM, CONFIG_FIELD(log_level), 0,
       0, "info", 0, 0, "error, warn, info or debug", log_level_names },
@@ -1112,6 +1145,71 @@ static void validate_ports(struct loader *loader)
     }
 }
 
+/* Checks that TLS has the files it needs and that no file is set where it has no effect.
+ * Whether the files load is checked when the contexts are built (src/tls.c). */
+static void validate_tls(struct loader *loader)
+{
+    const struct config *config = loader->config;
+    size_t mode = setting_index("tls.mode");
+    size_t verify_client = setting_index("tls.verify_client");
+    size_t ca_file = setting_index("tls.ca_file");
+    size_t upstream_cert = setting_index("upstream_tls.cert_file");
+    size_t upstream_key = setting_index("upstream_tls.key_file");
+
+    if (loader->valid[mode] && config->tls_mode != TLS_MODE_OFF &&
+        (config->tls_cert_file[0] == '\0' || config->tls_key_file[0] == '\0')) {
+        report(loader, loader->found[mode], "tls.mode = \"%s\" needs tls.cert_file and "
+               "tls.key_file; set them to the paths of the PEM certificate chain and its "
+               "private key", tls_mode_names[config->tls_mode]);
+    }
+    if (loader->valid[verify_client] && config->tls_verify_client &&
+        config->tls_ca_file[0] == '\0') {
+        report(loader, loader->found[verify_client], "tls.verify_client = true needs "
+               "tls.ca_file; set it to the path of the PEM CA certificates that sign client "
+               "certificates");
+    }
+    if (loader->valid[verify_client] && !config->tls_verify_client &&
+        config->tls_ca_file[0] != '\0') {
+        report(loader, loader->found[ca_file], "tls.ca_file is set but tls.verify_client is "
+               "false, so client certificates would not be checked; set verify_client = "
+               "true, or remove ca_file");
+    }
+    int upstream_cert_set = config->upstream_tls_cert_file[0] != '\0';
+    int upstream_key_set = config->upstream_tls_key_file[0] != '\0';
+    if (upstream_cert_set != upstream_key_set) {
+        report(loader, blame(loader, upstream_cert, upstream_key), "upstream_tls.cert_file "
+               "and upstream_tls.key_file go together; set both, or neither");
+    }
+}
+
+/* Makes each relative TLS file path start at the config file's folder, as @include and
+ * auth.users_file paths do. */
+static void resolve_tls_paths(struct loader *loader)
+{
+    struct config *config = loader->config;
+    char **paths[] = {
+        &config->tls_cert_file, &config->tls_key_file, &config->tls_ca_file,
+        &config->upstream_tls_ca_file, &config->upstream_tls_cert_file,
+        &config->upstream_tls_key_file,
+    };
+
+    for (size_t i = 0; i < ARRAY_SIZE(paths); i++) {
+        char *path = *paths[i];
+        if (path == NULL || path[0] == '\0' || path[0] == '/')
+            continue;
+
+        size_t size = strlen(loader->include_dir) + strlen(path) + 2;
+        char *joined = malloc(size);
+        if (joined == NULL) {
+            report(loader, NULL, "out of memory while resolving the TLS file paths");
+            return;
+        }
+        snprintf(joined, size, "%s/%s", loader->include_dir, path);
+        free(path);
+        *paths[i] = joined;
+    }
+}
+
 static void validate_cross_fields(struct loader *loader)
 {
     const struct config *config = loader->config;
@@ -1135,6 +1233,8 @@ static void validate_cross_fields(struct loader *loader)
     }
 
     validate_ports(loader);
+    validate_tls(loader);
+    resolve_tls_paths(loader);
 
     if (loader->valid[low] && loader->valid[high]
         && config->output_low_watermark >= config->output_high_watermark) {
@@ -1400,6 +1500,13 @@ void config_free(struct config *config)
     free_names(&config->admin_users);
     free(config->http_address);
     free(config->health_check_query);
+    free(config->tls_cert_file);
+    free(config->tls_key_file);
+    free(config->tls_ca_file);
+    free(config->upstream_tls_ca_file);
+    free(config->upstream_tls_server_name);
+    free(config->upstream_tls_cert_file);
+    free(config->upstream_tls_key_file);
     free(config->log_file);
     free(config->syslog_path);
     free(config->users_file);

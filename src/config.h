@@ -30,6 +30,12 @@ enum log_target {
     LOG_TARGET_FILE,
 };
 
+enum tls_mode {
+    TLS_MODE_OFF = 0,        /* plain kdb+ IPC only */
+    TLS_MODE_ON,             /* plain and TLS on one port, distinguished by the first byte */
+    TLS_MODE_ONLY,           /* TLS only; a plain client is rejected */
+};
+
 enum compression_mode {
     COMPRESSION_NEVER = 0,   /* relay responses as the upstream sent them */
     COMPRESSION_AUTO,        /* kdb+'s rule: compress for clients on another host */
@@ -141,6 +147,26 @@ struct config {
     struct policy_set *policies;     /* never NULL after a successful load */
     const struct policy *default_policy;  /* in policies, or NULL to allow everything */
     char *warnings;                  /* lines to log after loading ("" when none) */
+
+    /* tls = { ... } TLS for clients on the listen port (src/tls.c) */
+    int tls_mode;                    /* enum tls_mode; default off */
+    char *tls_cert_file;             /* PEM certificate chain; required unless mode is off */
+    char *tls_key_file;              /* PEM private key of that certificate; required unless
+                                        mode is off */
+    char *tls_ca_file;               /* PEM CA certificates that sign client certificates;
+                                        default "", required by verify_client */
+    int tls_verify_client;           /* require a client certificate signed by tls_ca_file;
+                                        default false */
+
+    /* upstream_tls = { ... } TLS to every upstream (src/tls.c) */
+    int upstream_tls_enabled;        /* default false */
+    char *upstream_tls_ca_file;      /* PEM CA certificates; default "", the system's */
+    int upstream_tls_verify;         /* check the upstream's certificate and name; default
+                                        true */
+    char *upstream_tls_server_name;  /* name sent and checked; default "", each upstream's
+                                        host */
+    char *upstream_tls_cert_file;    /* client certificate qmux presents; default "" */
+    char *upstream_tls_key_file;     /* its private key; set with cert_file */
 
     /* log = { ... } */
     int log_level;                   /* "error", "warn", "info" (default), "debug" */

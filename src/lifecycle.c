@@ -18,6 +18,7 @@
 #include "notify.h"
 #include "pool.h"
 #include "qmux.h"
+#include "tls.h"
 
 /* How often the STATUS line sent to systemd is refreshed. */
 #define STATUS_INTERVAL_SECONDS 10
@@ -188,6 +189,20 @@ static void keep_restart_only_keys(const struct config *running, struct config *
     }
 }
 
+/* Replaces the upstream connections when upstream_tls changed, so that none stays on
+ * the old settings: no request fails, busy connections go after their response. */
+static void replace_for_upstream_tls(const struct config *running, const struct config *next)
+{
+    if (!tls_upstream_settings_changed(running, next))
+        return;
+
+    int restarted = pool_restart_connecting(qmux.pool);
+    int replaced = pool_reconnect_all(qmux.pool);
+    log_info("reload: upstream_tls changed; replacing %d logged-in upstream connections "
+             "(busy ones after their response) and restarting %d still connecting",
+             replaced, restarted);
+}
+
 /* Logs each line of text at level, after prefix. */
 static void log_lines(int level, const char *prefix, const char *text)
 {
@@ -226,6 +241,16 @@ int lifecycle_reload(char *message, size_t message_size)
         return -1;
     }
 
+    char tls_error[512];
+    if (tls_load(next, tls_error, sizeof(tls_error)) != 0) {
+        snprintf(message, message_size, "reload failed: cannot set up TLS: %s; the running "
+                 "configuration and its TLS certificates stay in use", tls_error);
+        log_error("%s", message);
+        config_free(next);
+        notify_send("READY=1");
+        return -1;
+    }
+
     keep_restart_only_keys(qmux.config, next);
     char log_message[512];
     if (log_open(next->log_target, next->log_file, next->syslog_path, log_message,
@@ -238,6 +263,7 @@ int lifecycle_reload(char *message, size_t message_size)
     lifecycle_log_warnings(next);
     client_rebind_all(next);
     admin_rebind_all(next);
+    replace_for_upstream_tls(qmux.config, next);
 
     struct config *old = qmux.config;
     qmux.config = next;

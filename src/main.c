@@ -23,6 +23,7 @@
 #include "login.h"
 #include "pool.h"
 #include "qmux.h"
+#include "tls.h"
 #include "upstream.h"
 #include "users.h"
 
@@ -133,6 +134,11 @@ static int start(void)
         return -1;
     }
 
+    char tls_error[512];
+    if (tls_load(qmux.config, tls_error, sizeof(tls_error)) != 0) {
+        log_error("cannot set up TLS: %s", tls_error);
+        return -1;
+    }
     if (login_start() != 0 || client_listen() != 0)
         return -1;
     qmux.pool = pool_create(qmux.config);
@@ -159,6 +165,7 @@ static void shutdown_all(void)
 
     pool_destroy(qmux.pool);
     client_listen_close();
+    tls_unload();
     if (qmux.reaper != NULL)
         event_free(qmux.reaper);
     if (qmux.output_resume != NULL)
@@ -249,6 +256,14 @@ int main(int argc, char **argv)
     }
     if (test_only) {
         fprintf(stderr, "%s", qmux.config->warnings);
+        /* The certificate and key files are part of the configuration: check they load. */
+        char tls_error[512];
+        if (tls_check(qmux.config, tls_error, sizeof(tls_error)) != 0) {
+            fprintf(stderr, "%s: %s\n", path, tls_error);
+            fprintf(stderr, "qmux: cannot use configuration file %s\n", path);
+            config_free(qmux.config);
+            return EXIT_CONFIG;
+        }
         printf("qmux: configuration file %s is valid\n", path);
         config_free(qmux.config);
         return EXIT_OK;

@@ -577,6 +577,25 @@ void pool_resume(struct pool *pool)
     pool_serve_queue(pool);
 }
 
+int pool_restart_connecting(struct pool *pool)
+{
+    int count = 0;
+
+    for (int i = 0; i < pool->backend_count; i++) {
+        struct backend *backend = pool->backends[i];
+
+        for (int slot = 0; slot < backend->size; slot++) {
+            struct upconn *conn = backend->conns[slot];
+
+            if (conn->state == UPCONN_CONNECTING || conn->state == UPCONN_LOGIN) {
+                upconn_replace(conn, "restarted to use the reloaded settings");
+                count++;
+            }
+        }
+    }
+    return count;
+}
+
 int pool_reconnect_all(struct pool *pool)
 {
     int count = 0;

@@ -59,6 +59,10 @@ void pool_resume(struct pool *pool);
  * scheduled for replacement. */
 int pool_reconnect_all(struct pool *pool);
 
+/* Closes every connection still connecting or logging in and connects it again at once,
+ * so that it uses settings a reload just changed. Returns the number restarted. */
+int pool_restart_connecting(struct pool *pool);
+
 /* Closes every connection and frees the pool. */
 void pool_destroy(struct pool *pool);
 

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 
@@ -25,6 +26,7 @@
 #include "pool.h"
 #include "qmux.h"
 #include "stats.h"
+#include "tls.h"
 
 /* Most bytes read from an upstream socket per call, and written to one per call: large
  * transfers keep the system-call count low when a big result streams through. */
@@ -35,6 +37,7 @@
 #define LARGE_MESSAGE (UINT64_C(1) << 31)
 
 static void write_cb(struct bufferevent *bev, void *arg);
+static void event_cb(struct bufferevent *bev, short what, void *arg);
 
 static const char *const state_names[] = {
     [UPCONN_DOWN] = "down",
@@ -351,10 +354,28 @@ static int output_over_watermark(const struct client *client, int *global)
     return 1;
 }
 
+/* Stops taking bytes from the socket: the read event of the plain path, or the TLS
+ * bufferevent. */
+static void stop_socket_reads(struct upconn *conn)
+{
+    if (conn->read_event != NULL)
+        event_del(conn->read_event);
+    else
+        bufferevent_disable(conn->bev, EV_READ);
+}
+
+static void resume_socket_reads(struct upconn *conn)
+{
+    if (conn->read_event != NULL)
+        event_add(conn->read_event, NULL);
+    else
+        bufferevent_enable(conn->bev, EV_READ);
+}
+
 static void pause_reading(struct upconn *conn, int global)
 {
     conn->read_paused = 1;
-    event_del(conn->read_event);
+    stop_socket_reads(conn);
     if (global && !conn->paused_globally) {
         conn->paused_globally = 1;
         TAILQ_INSERT_TAIL(&qmux.output_waiters, conn, output_link);
@@ -466,6 +487,15 @@ static ssize_t read_socket(struct upconn *conn, evutil_socket_t fd)
     return n;
 }
 
+/* Acts on new bytes in conn->input: the login reply, then the messages to relay. */
+static void handle_input(struct upconn *conn)
+{
+    if (conn->state == UPCONN_LOGIN && !read_login_reply(conn))
+        return;
+    if (conn->bev != NULL)
+        relay(conn);
+}
+
 static void read_event_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct upconn *conn = arg;
@@ -489,19 +519,31 @@ static void read_event_cb(evutil_socket_t fd, short what, void *arg)
         upconn_close(conn, reason);
         return;
     }
-
-    if (conn->state == UPCONN_LOGIN && !read_login_reply(conn))
-        return;
-    if (conn->bev != NULL)
-        relay(conn);
+    handle_input(conn);
 }
 
-/* Starts reading the connected socket with read_event_cb instead of the bufferevent. */
+/* Reads through a TLS bufferevent, which must decrypt what the socket holds. Its input
+ * buffer chains move to conn->input without copying. End of file and errors arrive at
+ * event_cb. */
+static void tls_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct upconn *conn = arg;
+
+    evbuffer_add_buffer(conn->input, bufferevent_get_input(bev));
+    handle_input(conn);
+}
+
+/* Starts reading the connected socket with read_event_cb instead of the bufferevent,
+ * or, with TLS, with tls_read_cb through it. */
 static int start_reading(struct upconn *conn)
 {
     evutil_socket_t fd = bufferevent_getfd(conn->bev);
 
     conn->input = evbuffer_new();
+    if (conn->input != NULL && tls_is_tls(conn->bev)) {
+        bufferevent_setcb(conn->bev, tls_read_cb, write_cb, event_cb, conn);
+        return bufferevent_enable(conn->bev, EV_READ);
+    }
     conn->read_event = event_new(qmux.base, fd, EV_READ | EV_PERSIST, read_event_cb, conn);
     if (conn->input == NULL || conn->read_event == NULL)
         return -1;
@@ -549,10 +591,20 @@ static void describe_event(struct upconn *conn, short what, char *reason, size_t
 {
     int error = EVUTIL_SOCKET_ERROR();
     int dns_error = bufferevent_socket_get_dns_error(conn->bev);
+    char tls_reason[160];
+    int tls_failed = tls_describe_error(conn->bev, tls_reason, sizeof(tls_reason));
 
     if (dns_error != 0)
         snprintf(reason, size, "cannot resolve %s: %s", conn->backend->host,
                  evutil_gai_strerror(dns_error));
+    else if (tls_failed && conn->state == UPCONN_CONNECTING)
+        snprintf(reason, size, "TLS handshake failed: %s; check upstream_tls and that the "
+                 "upstream serves TLS", tls_reason);
+    else if (tls_failed)
+        snprintf(reason, size, "TLS error: %s", tls_reason);
+    else if (conn->state == UPCONN_CONNECTING && tls_is_tls(conn->bev) && error == 0)
+        snprintf(reason, size, "connection closed during the TLS handshake; check that the "
+                 "upstream serves TLS (kdb+ -E 1 or -E 2)");
     else if (conn->state == UPCONN_CONNECTING)
         snprintf(reason, size, "connect failed: %s", evutil_socket_error_to_string(error));
     else if (conn->state == UPCONN_LOGIN && (what & BEV_EVENT_EOF))
@@ -564,12 +616,24 @@ static void describe_event(struct upconn *conn, short what, char *reason, size_t
         snprintf(reason, size, "socket error: %s", evutil_socket_error_to_string(error));
 }
 
+/* Logs the protocol and cipher of a TLS connection, at debug level. */
+static void log_tls_session(struct upconn *conn)
+{
+    char session[320];
+
+    if (log_level < LOG_LEVEL_DEBUG || !tls_is_tls(conn->bev))
+        return;
+    tls_describe_session(conn->bev, session, sizeof(session));
+    ulog_debug(conn, "TLS handshake completed: %s", session);
+}
+
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct upconn *conn = arg;
 
     if (what & BEV_EVENT_CONNECTED) {
         set_socket_options(bev);
+        log_tls_session(conn);
         if (start_reading(conn) != 0) {
             upconn_close(conn, "out of memory while setting up the connection");
             return;
@@ -578,7 +642,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-        char reason[256];
+        char reason[320];
 
         describe_event(conn, what, reason, sizeof(reason));
         upconn_close(conn, reason);
@@ -613,11 +677,33 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     } else if (conn->state == UPCONN_CONNECTING || conn->state == UPCONN_LOGIN) {
         char reason[128];
 
+        const char *step = conn->state == UPCONN_LOGIN ? "login"
+                           : tls_is_tls(conn->bev) ? "connect and TLS handshake" : "connect";
         snprintf(reason, sizeof(reason), "%s timed out after %d ms (pool.connect_timeout_ms)",
-                 conn->state == UPCONN_CONNECTING ? "connect" : "login",
-                 qmux.config->connect_timeout_ms);
+                 step, qmux.config->connect_timeout_ms);
         upconn_close(conn, reason);
     }
+}
+
+/* Creates the connection's bufferevent: a TLS one when upstream_tls.enabled, else a
+ * socket one. Returns NULL with the reason in error. */
+static struct bufferevent *new_bufferevent(struct upconn *conn, char *error, size_t size)
+{
+    struct bufferevent *bev;
+
+    snprintf(error, size, "out of memory");
+    if (!tls_upstream_enabled())
+        return bufferevent_socket_new(qmux.base, -1, BEV_OPT_CLOSE_ON_FREE);
+
+    SSL *ssl = tls_new_upstream_ssl(conn->backend->host, error, size);
+    if (ssl == NULL)
+        return NULL;
+    /* The TLS handshake starts once connected; libevent frees ssl on failure. */
+    bev = bufferevent_openssl_socket_new(qmux.base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                         BEV_OPT_CLOSE_ON_FREE);
+    if (bev != NULL)
+        tls_allow_dirty_shutdown(bev);
+    return bev;
 }
 
 void upconn_connect(struct upconn *conn)
@@ -628,11 +714,12 @@ void upconn_connect(struct upconn *conn)
         conn->timer = evtimer_new(qmux.base, timer_cb, conn);
 
     conn->id = qmux_next_id();
-    conn->bev = bufferevent_socket_new(qmux.base, -1, BEV_OPT_CLOSE_ON_FREE);
+    char error[256];
+    conn->bev = new_bufferevent(conn, error, sizeof(error));
     if (conn->timer == NULL || conn->bev == NULL) {
-        ulog_error(conn, "cannot allocate a connection (out of memory); retrying");
+        ulog_error(conn, "cannot set up a connection (%s); retrying", error);
         upconn_set_state(conn, UPCONN_CONNECTING);
-        upconn_close(conn, "out of memory");
+        upconn_close(conn, error);
         return;
     }
     /* The bufferevent writes and reports the connect; read_event_cb does the reading. */
@@ -645,7 +732,7 @@ void upconn_connect(struct upconn *conn)
     arm_timer(conn, qmux.config->connect_timeout_ms);
     if (bufferevent_socket_connect_hostname(conn->bev, qmux.dns, AF_UNSPEC, backend->host,
                                             backend->port) != 0) {
-        char reason[256];
+        char reason[320];
 
         describe_event(conn, BEV_EVENT_ERROR, reason, sizeof(reason));
         upconn_close(conn, reason);
@@ -760,7 +847,7 @@ void upconn_resume(struct upconn *conn)
         return;
     forget_global_pause(conn);
     conn->read_paused = 0;
-    event_add(conn->read_event, NULL);
+    resume_socket_reads(conn);
     relay(conn);
 }
 
@@ -823,6 +910,8 @@ static int take_back_unsent_request(struct upconn *conn, struct client *client)
     struct evbuffer *output = bufferevent_get_output(conn->bev);
     uint64_t written = conn->output_appended - evbuffer_get_length(output);
 
+    /* Bytes a blocked TLS write holds may have reached the upstream already. */
+    written += tls_output_committed(conn->bev);
     if (written > conn->request_offset)
         return 0;
 

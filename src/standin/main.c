@@ -22,7 +22,8 @@ static const char USAGE[] =
     "\n"
     "SYNOPSIS\n"
     "    qmux-standin [-p PORT] [-a ADDRESS] [-u USER:PASSWORD] [--capability N]\n"
-    "                 [--compress never|auto|always] [--refuse-login] [-q] [-h]\n"
+    "                 [--compress never|auto|always] [--refuse-login]\n"
+    "                 [--tls-cert FILE --tls-key FILE] [-q] [-h]\n"
     "\n"
     "DESCRIPTION\n"
     "    Listens for kdb+ IPC clients and evaluates a small subset of q, one message at a\n"
@@ -46,6 +47,9 @@ static const char USAGE[] =
     "                            always: as auto but treats every peer as remote\n"
     "    --refuse-login          close every login without a reply, as kdb+ does on a\n"
     "                            wrong password\n"
+    "    --tls-cert FILE         serve TLS only, as kdb+ -E 2 does, with this PEM\n"
+    "                            certificate chain; needs --tls-key\n"
+    "    --tls-key FILE          PEM private key of --tls-cert, not encrypted\n"
     "    -q, --quiet             log only errors, not connections and logins\n"
     "    -h, --help              print this help and exit\n"
     "\n"
@@ -53,12 +57,15 @@ static const char USAGE[] =
     "    SIGINT and SIGTERM close every connection and exit with status 0.\n"
     "\n"
     "EXIT STATUS\n"
-    "    0 after a signal or .standin.exit, 1 when listening fails, 2 for invalid options.\n";
+    "    0 after a signal or .standin.exit, 1 when listening or loading the TLS files\n"
+    "    fails, 2 for invalid options.\n";
 
 enum long_only_option {
     OPT_CAPABILITY = 256,
     OPT_COMPRESS,
     OPT_REFUSE_LOGIN,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
 };
 
 static const struct option LONG_OPTIONS[] = {
@@ -68,6 +75,8 @@ static const struct option LONG_OPTIONS[] = {
     {"capability", required_argument, NULL, OPT_CAPABILITY},
     {"compress", required_argument, NULL, OPT_COMPRESS},
     {"refuse-login", no_argument, NULL, OPT_REFUSE_LOGIN},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -136,6 +145,12 @@ static int parse_options(int argc, char **argv, struct server_options *o)
         case OPT_REFUSE_LOGIN:
             o->reject_logins = 1;
             break;
+        case OPT_TLS_CERT:
+            o->tls_cert = optarg;
+            break;
+        case OPT_TLS_KEY:
+            o->tls_key = optarg;
+            break;
         case 'q':
             o->quiet = 1;
             break;
@@ -150,6 +165,10 @@ static int parse_options(int argc, char **argv, struct server_options *o)
     if (optind < argc) {
         standin_log("unexpected argument '%s'; run qmux-standin -h for the usage",
                     argv[optind]);
+        return -1;
+    }
+    if ((o->tls_cert == NULL) != (o->tls_key == NULL)) {
+        standin_log("--tls-cert and --tls-key go together; give both, or neither");
         return -1;
     }
     return 0;

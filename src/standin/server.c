@@ -15,6 +15,7 @@
 #include "ipc.h"
 #include "qenc.h"
 #include "stream.h"
+#include "tls.h"
 #include "value.h"
 
 #include <arpa/inet.h>
@@ -73,6 +74,7 @@ struct conn {
 static const struct server_options *options;
 static struct event_base *base;
 static struct evconnlistener *listener;
+static SSL_CTX *tls_context;        /* with --tls-cert: every connection is TLS */
 static struct event *rearm_timer;
 static struct conn *connections;
 static uint64_t next_conn_id = 1;
@@ -543,7 +545,20 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     }
     if (what & BEV_EVENT_ERROR) {
         int error = EVUTIL_SOCKET_ERROR();
-        conn_close(c, 1, "socket error: %s", evutil_socket_error_to_string(error));
+        char reason[256];
+
+        if (standin_tls_error(bev, reason, sizeof(reason)))
+            conn_close(c, 1, "TLS error: %s", reason);
+        else
+            conn_close(c, 1, "socket error: %s", evutil_socket_error_to_string(error));
+        return;
+    }
+    if ((what & BEV_EVENT_CONNECTED) && !options->quiet) {
+        char session[160];
+
+        standin_tls_session(bev, session, sizeof(session));
+        standin_log("conn %llu %s TLS handshake completed: %s", (unsigned long long)c->id,
+                    c->peer, session);
     }
 }
 
@@ -574,7 +589,9 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     (void)arg;
 
     struct conn *c = calloc(1, sizeof(*c));
-    struct bufferevent *bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+    struct bufferevent *bev = tls_context != NULL ? standin_tls_accept(base, tls_context, fd)
+                                                  : bufferevent_socket_new(base, fd,
+                                                                           BEV_OPT_CLOSE_ON_FREE);
     if (c == NULL || bev == NULL) {
         standin_log("out of memory accepting a connection; closed it");
         free(c);
@@ -692,6 +709,10 @@ int server_run(const struct server_options *opts)
         return 2;
     }
 
+    if (opts->tls_cert != NULL &&
+        (tls_context = standin_tls_context(opts->tls_cert, opts->tls_key)) == NULL)
+        return 1;
+
     base = event_base_new();
     if (base == NULL) {
         standin_log("event_base_new failed; cannot start the event loop");
@@ -726,6 +747,7 @@ int server_run(const struct server_options *opts)
     rearm_timer = NULL;
     evconnlistener_free(listener);
     event_base_free(base);
+    SSL_CTX_free(tls_context);
     eval_shutdown();
     standin_log("stopped");
     return 0;

@@ -20,6 +20,8 @@ struct server_options {
     int compress;               /* enum compress_mode */
     int reject_logins;          /* close every login without a reply */
     int quiet;                  /* no per-connection log lines */
+    const char *tls_cert;       /* PEM certificate chain: serve TLS only, or NULL */
+    const char *tls_key;        /* its PEM private key */
 };
 
 /* Logs one line to stderr, prefixed with the program name. */

@@ -7,7 +7,9 @@ const assert = require('node:assert/strict');
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
-const { CLIENT, freePort, integrationTest, qmuxConfigText, sleep, waitFor } = require('./lib/harness');
+const {
+  CLIENT, countMatches, freePort, integrationTest, qmuxConfigText, reloadQmux, sleep, waitFor,
+} = require('./lib/harness');
 const { MSG_SYNC, RawConnection, encodeQuery } = require('./lib/rawipc');
 
 async function connectClient(port) {
@@ -16,30 +18,19 @@ async function connectClient(port) {
   return client;
 }
 
-// Rewrites qmux's config file with new options (same listen port) and sends SIGHUP.
-function reload(env, options) {
-  const text = qmuxConfigText({ listenPort: env.qmux.port, upstreamPort: env.upstream.port, ...options });
-  fs.writeFileSync(env.qmux.configPath, text);
-  process.kill(env.qmux.pid, 'SIGHUP');
-}
-
-function countMatches(text, pattern) {
-  return (text.match(pattern) || []).length;
-}
-
 integrationTest('reload resizes the pool', async (env) => {
   await env.startUpstream();
   await env.startQmux({ poolSize: 1 });
   const client = await connectClient(env.qmux.port);
   assert.deepEqual(await client.query('2+3'), { long: 5n });
 
-  reload(env, { poolSize: 3 });
+  reloadQmux(env, { poolSize: 3 });
   await waitFor(() => /pool\.size 1 -> 3/.test(env.qmux.stderr), { what: 'the resize line' });
   await waitFor(() => countMatches(env.qmux.stderr, /\]: connected, capability/g) === 3,
     { what: 'three logged-in connections' });
   assert.deepEqual(await client.query('3+4'), { long: 7n }, 'the client stays connected');
 
-  reload(env, { poolSize: 1 });
+  reloadQmux(env, { poolSize: 1 });
   await waitFor(() => /pool\.size 3 -> 1/.test(env.qmux.stderr), { what: 'the shrink line' });
   await waitFor(() => countMatches(env.qmux.stderr, /closed: removed from the pool by a reload/g) === 2,
     { what: 'two retired connections' });
@@ -53,11 +44,11 @@ integrationTest('reload adds and removes upstreams', async (env) => {
   await env.startQmux({ poolSize: 1, upstreamPorts: [first.port] });
   const client = await connectClient(env.qmux.port);
 
-  reload(env, { poolSize: 1, upstreamPorts: [first.port, second.port] });
+  reloadQmux(env, { poolSize: 1, upstreamPorts: [first.port, second.port] });
   await waitFor(() => new RegExp(`upstream 127\\.0\\.0\\.1:${second.port} added`).test(env.qmux.stderr),
     { what: 'the added line' });
 
-  reload(env, { poolSize: 1, upstreamPorts: [second.port] });
+  reloadQmux(env, { poolSize: 1, upstreamPorts: [second.port] });
   await waitFor(() => new RegExp(`upstream 127\\.0\\.0\\.1:${first.port} removed`).test(env.qmux.stderr),
     { what: 'the removed line' });
   await waitFor(() => new RegExp(`${first.port}\\[0\\]: closed: removed from the pool by a reload`)

@@ -103,6 +103,17 @@ START_TEST(test_minimal_gets_defaults)
     ck_assert_uint_eq(config->input_buffer, 64u * 1024);
     ck_assert_uint_eq(config->max_output_total, 256u * 1024 * 1024);
     ck_assert_int_eq(config->log_level, LOG_LEVEL_INFO);
+    ck_assert_int_eq(config->tls_mode, TLS_MODE_OFF);
+    ck_assert_str_eq(config->tls_cert_file, "");
+    ck_assert_str_eq(config->tls_key_file, "");
+    ck_assert_str_eq(config->tls_ca_file, "");
+    ck_assert_int_eq(config->tls_verify_client, 0);
+    ck_assert_int_eq(config->upstream_tls_enabled, 0);
+    ck_assert_str_eq(config->upstream_tls_ca_file, "");
+    ck_assert_int_eq(config->upstream_tls_verify, 1);
+    ck_assert_str_eq(config->upstream_tls_server_name, "");
+    ck_assert_str_eq(config->upstream_tls_cert_file, "");
+    ck_assert_str_eq(config->upstream_tls_key_file, "");
     ck_assert_ptr_nonnull(strstr(config->path, "minimal.conf"));
     config_free(config);
 }
@@ -162,6 +173,17 @@ START_TEST(test_full_sets_every_key)
     ck_assert_uint_eq(config->output_low_watermark, 524288);
     ck_assert_uint_eq(config->input_buffer, 0x20000);
     ck_assert_int_eq(config->log_level, LOG_LEVEL_DEBUG);
+    ck_assert_int_eq(config->tls_mode, TLS_MODE_ON);
+    ck_assert_str_eq(config->tls_cert_file, "/etc/qmux/tls/server.pem");
+    ck_assert_str_eq(config->tls_key_file, "/etc/qmux/tls/server.key");
+    ck_assert_str_eq(config->tls_ca_file, "/etc/qmux/tls/clients-ca.pem");
+    ck_assert_int_eq(config->tls_verify_client, 1);
+    ck_assert_int_eq(config->upstream_tls_enabled, 1);
+    ck_assert_str_eq(config->upstream_tls_ca_file, "/etc/qmux/tls/kdb-ca.pem");
+    ck_assert_int_eq(config->upstream_tls_verify, 0);
+    ck_assert_str_eq(config->upstream_tls_server_name, "kdb.example");
+    ck_assert_str_eq(config->upstream_tls_cert_file, "/etc/qmux/tls/qmux-client.pem");
+    ck_assert_str_eq(config->upstream_tls_key_file, "/etc/qmux/tls/qmux-client.key");
     config_free(config);
 }
 END_TEST
@@ -186,6 +208,25 @@ static void copy_into(const char *relative, const char *folder, const char *name
 }
 
 /* The sample names the users file "users" beside it, as /etc/qmux/users once installed. */
+START_TEST(test_tls_relative_paths)
+{
+    struct config *config = load_valid("tests/fixtures/config/tls_relative.conf");
+    char expected[PATH_MAX];
+
+    fixture_path("tls/server.pem", expected, sizeof(expected));
+    ck_assert_str_eq(config->tls_cert_file, expected);
+    fixture_path("tls/server.key", expected, sizeof(expected));
+    ck_assert_str_eq(config->tls_key_file, expected);
+    ck_assert_str_eq(config->tls_ca_file, "");
+    ck_assert_str_eq(config->upstream_tls_ca_file, "/etc/qmux/tls/kdb-ca.pem");
+    fixture_path("../tls/qmux-client.pem", expected, sizeof(expected));
+    ck_assert_str_eq(config->upstream_tls_cert_file, expected);
+    fixture_path("qmux-client.key", expected, sizeof(expected));
+    ck_assert_str_eq(config->upstream_tls_key_file, expected);
+    config_free(config);
+}
+END_TEST
+
 START_TEST(test_sample_config_loads)
 {
     char folder[] = "/tmp/qmux-check-sample-XXXXXX";
@@ -250,7 +291,7 @@ static const struct invalid_case invalid_cases[] = {
       { "unknown_key.conf:2: unknown setting pool.sise;", "accepts size, capability" } },
     { "unknown_group.conf", 1,
       { "unknown_group.conf:3: unknown setting logging;",
-        "listen, pool, upstreams, clients, admin, http, auth, log" } },
+        "listen, pool, upstreams, clients, admin, http, auth, tls, upstream_tls, log" } },
     { "unknown_upstream_key.conf", 1,
       { "unknown_upstream_key.conf:3: unknown setting upstreams[0].pasword;",
         "host, port, user, password" } },
@@ -286,6 +327,19 @@ static const struct invalid_case invalid_cases[] = {
         "range; allowed 1024 (1 KiB)..1099511627776 (1 TiB) bytes" } },
     { "with_include.conf", 1,
       { "/included_upstreams.inc:2: upstreams[0].port = 99999 is out of range" } },
+    { "tls_mode_without_cert.conf", 1,
+      { "tls_mode_without_cert.conf:4: tls.mode = \"only\" needs tls.cert_file and "
+        "tls.key_file" } },
+    { "tls_bad_mode.conf", 1,
+      { "tls_bad_mode.conf:3: tls.mode = \"yes\" is invalid; allowed \"off\", \"on\", "
+        "\"only\"" } },
+    { "tls_verify_without_ca.conf", 1,
+      { "tls_verify_without_ca.conf:7: tls.verify_client = true needs tls.ca_file" } },
+    { "tls_ca_without_verify.conf", 1,
+      { "tls_ca_without_verify.conf:7: tls.ca_file is set but tls.verify_client is false" } },
+    { "upstream_tls_cert_without_key.conf", 1,
+      { "upstream_tls_cert_without_key.conf:5: upstream_tls.cert_file and "
+        "upstream_tls.key_file go together" } },
     { "many_errors.conf", 5,
       { "many_errors.conf:1: listen.port = 0", "many_errors.conf:2: pool.size = 0",
         "many_errors.conf:2: unknown setting pool.sise",
@@ -383,6 +437,9 @@ START_TEST(test_known_keys_listed)
         "http.address", "http.port", "http.max_request_size", "http.max_response_size",
         "http.request_timeout_ms", "http.anonymous",
         "auth.users_file", "auth.default_policy", "auth.workers",
+        "tls.mode", "tls.cert_file", "tls.key_file", "tls.ca_file", "tls.verify_client",
+        "upstream_tls.enabled", "upstream_tls.ca_file", "upstream_tls.verify",
+        "upstream_tls.server_name", "upstream_tls.cert_file", "upstream_tls.key_file",
         "log.level", "log.target", "log.file", "log.syslog_path", "log.access", "log.slow_request_ms",
         "policies.name", "policies.mode", "policies.entries",
     };
@@ -461,6 +518,7 @@ Suite *config_suite(void)
     tcase_add_test(valid, test_minimal_gets_defaults);
     tcase_add_test(valid, test_full_sets_every_key);
     tcase_add_test(valid, test_sample_config_loads);
+    tcase_add_test(valid, test_tls_relative_paths);
     suite_add_tcase(suite, valid);
 
     tcase_add_loop_test(invalid, test_invalid_case, 0,

@@ -9,6 +9,7 @@ const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const { test } = require('node:test');
+const tls = require('node:tls');
 
 const REPO_DIR = path.resolve(__dirname, '..', '..', '..');
 const BUILD_DIR = process.env.QMUX_BUILD_DIR || path.join(REPO_DIR, 'build');
@@ -143,23 +144,27 @@ function tail(text, lines) {
 }
 
 // Connects, sends a handshake and resolves with the reply byte, or rejects on close,
-// error or timeout. Used to probe readiness of the stand-in and of qmux.
-function probeHandshake(port, { credentials = 'probe:probe', timeoutMs = 1000 } = {}) {
+// error or timeout. Used to probe readiness of the stand-in and of qmux. With useTls the
+// probe connects with TLS and accepts any certificate: it checks readiness, not trust.
+function probeHandshake(port, { credentials = 'probe:probe', timeoutMs = 1000, useTls = false } = {}) {
   return new Promise((resolve, reject) => {
-    const socket = net.connect(port, HOST);
+    const socket = useTls
+      ? tls.connect({ host: HOST, port, rejectUnauthorized: false })
+      : net.connect(port, HOST);
     const timer = setTimeout(() => { socket.destroy(); reject(new Error('handshake timed out')); }, timeoutMs);
-    socket.on('connect', () => socket.write(Buffer.concat([Buffer.from(credentials), Buffer.from([3, 0])])));
+    socket.on(useTls ? 'secureConnect' : 'connect',
+      () => socket.write(Buffer.concat([Buffer.from(credentials), Buffer.from([3, 0])])));
     socket.once('data', (data) => { clearTimeout(timer); socket.destroy(); resolve(data[0]); });
     socket.on('error', (error) => { clearTimeout(timer); reject(error); });
     socket.on('close', () => { clearTimeout(timer); reject(new Error('closed during handshake')); });
   });
 }
 
-async function waitForHandshake(proc, port, timeoutMs, credentials = 'probe:probe') {
+async function waitForHandshake(proc, port, timeoutMs, credentials = 'probe:probe', useTls = false) {
   await waitFor(async () => {
     if (!proc.running) throw new Error(`${proc.describe()} exited before accepting connections\n${tail(proc.stderr, LOG_TAIL_LINES)}`);
     try {
-      await probeHandshake(port, { credentials });
+      await probeHandshake(port, { credentials, useTls });
       return true;
     } catch {
       return false;
@@ -172,8 +177,9 @@ function upstreamIsQ() {
 }
 
 // Starts the upstream server: build/qmux-standin, or q with standin.q when
-// QMUX_TEST_UPSTREAM=q. With port 0 the stand-in picks a free port itself.
-async function startUpstream({ port = 0, args = [], user = UPSTREAM_USER, password = UPSTREAM_PASSWORD, tmpDir } = {}) {
+// QMUX_TEST_UPSTREAM=q. With port 0 the stand-in picks a free port itself. tlsFiles
+// ({ cert, key }: PEM paths) makes it serve TLS only, as kdb+ does with -E 2.
+async function startUpstream({ port = 0, args = [], user = UPSTREAM_USER, password = UPSTREAM_PASSWORD, tmpDir, tlsFiles } = {}) {
   if (upstreamIsQ()) {
     if (port === 0) port = await freePort();
     const qArgs = [STANDIN_Q, '-p', `${HOST}:${port}`];
@@ -182,14 +188,22 @@ async function startUpstream({ port = 0, args = [], user = UPSTREAM_USER, passwo
       fs.writeFileSync(passwordFile, `${user}:${password}\n`);
       qArgs.push('-u', passwordFile);
     }
-    const proc = new ManagedProcess('q', 'q', qArgs);
-    await waitForHandshake(proc, port, 10000).catch(async (error) => { await proc.kill(); throw error; });
+    // NOTE: q reads its certificate and key from the SSL_CERT_FILE and SSL_KEY_FILE
+    // environment variables. This path has not run, because no q binary was at hand.
+    const processOptions = {};
+    if (tlsFiles) {
+      qArgs.push('-E', '2');
+      processOptions.env = { ...SANITIZER_ENV, SSL_CERT_FILE: tlsFiles.cert, SSL_KEY_FILE: tlsFiles.key };
+    }
+    const proc = new ManagedProcess('q', 'q', qArgs, processOptions);
+    await waitForHandshake(proc, port, 10000, Boolean(tlsFiles)).catch(async (error) => { await proc.kill(); throw error; });
     proc.port = port;
     return proc;
   }
 
   const standinArgs = ['-p', String(port)];
   if (user !== undefined) standinArgs.push('-u', `${user}:${password}`);
+  if (tlsFiles) standinArgs.push('--tls-cert', tlsFiles.cert, '--tls-key', tlsFiles.key);
   standinArgs.push(...args);
 
   // A restart on the same port may find it briefly taken; retry the bind a few times.
@@ -229,7 +243,8 @@ function settingsText(settings = {}) {
 
 // Returns the text of a qmux configuration file. options.pool and options.clients add
 // settings to those groups; options.admin and options.http, when given, write those
-// groups; options.upstreamPorts lists several upstreams. Without options.auth every
+// groups, as do options.tls and options.upstreamTls for tls and upstream_tls;
+// options.upstreamPorts lists several upstreams. Without options.auth every
 // listener admits anonymous clients; options.auth writes the auth group, options.listen
 // adds listen settings, and options.policies is the text of the policies list.
 function qmuxConfigText(options) {
@@ -263,14 +278,29 @@ function qmuxConfigText(options) {
     o.http ? `http = { ${settingsText({ ...anonymous, ...o.http })} };` : '',
     o.auth ? `auth = { ${settingsText(o.auth)} };` : '',
     o.policies ? `policies = ${o.policies};` : '',
+    o.tls ? `tls = { ${settingsText(o.tls)} };` : '',
+    o.upstreamTls ? `upstream_tls = { ${settingsText(o.upstreamTls)} };` : '',
     '',
   ].join('\n');
 }
 
+// Rewrites the config file of env's qmux with options (same listen port and upstream) and
+// sends SIGHUP to reload it.
+function reloadQmux(env, options) {
+  const text = qmuxConfigText({ listenPort: env.qmux.port, upstreamPort: env.upstream.port, ...options });
+  fs.writeFileSync(env.qmux.configPath, text);
+  process.kill(env.qmux.pid, 'SIGHUP');
+}
+
+// Returns how often pattern (a RegExp with the g flag) matches text.
+function countMatches(text, pattern) {
+  return (text.match(pattern) || []).length;
+}
+
 // Writes a config into tmpDir and starts build/qmux with it; resolves once qmux accepts
 // a handshake, sent with options.probe as credentials when given (with options.auth,
-// a user and password of the users file). Retries with a new listen port if the chosen
-// one was taken meanwhile.
+// a user and password of the users file), over TLS when options.tls sets mode "only".
+// Retries with a new listen port if the chosen one was taken meanwhile.
 async function startQmux({ tmpDir, upstreamPort, waitReady = true, ...options }) {
   let lastError;
   for (let attempt = 0; attempt < 3; attempt++) {
@@ -287,7 +317,7 @@ async function startQmux({ tmpDir, upstreamPort, waitReady = true, ...options })
     proc.configPath = configPath;
     if (!waitReady) return proc;
     try {
-      await waitForHandshake(proc, listenPort, 5000, options.probe);
+      await waitForHandshake(proc, listenPort, 5000, options.probe, Boolean(options.tls && options.tls.mode === 'only'));
       return proc;
     } catch (error) {
       lastError = error;
@@ -465,12 +495,14 @@ module.exports = {
   STANDIN,
   UPSTREAM_PASSWORD,
   UPSTREAM_USER,
+  countMatches,
   describeRun,
   freePort,
   integrationTest,
   parseLoadSummary,
   probeHandshake,
   qmuxConfigText,
+  reloadQmux,
   runClient,
   sleep,
   upstreamIsQ,

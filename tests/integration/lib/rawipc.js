@@ -3,6 +3,7 @@
 // (malformed headers, partial messages) or watch exactly when a connection closes.
 
 const net = require('node:net');
+const tls = require('node:tls');
 const { HOST } = require('./harness');
 
 const MSG_ASYNC = 0;
@@ -68,6 +69,18 @@ class RawConnection {
       const socket = net.connect(port, HOST);
       const timer = setTimeout(() => { socket.destroy(); reject(new Error(`connect to port ${port} timed out`)); }, timeoutMs);
       socket.once('connect', () => { clearTimeout(timer); resolve(new RawConnection(socket)); });
+      socket.once('error', (error) => { clearTimeout(timer); reject(error); });
+    });
+  }
+
+  // Connects with TLS; tlsOptions go to tls.connect (ca, cert, key, ...). Resolves once
+  // the TLS handshake is done, and rejects when it fails, for example on an untrusted
+  // certificate.
+  static connectTls(port, tlsOptions = {}, { timeoutMs = 3000 } = {}) {
+    return new Promise((resolve, reject) => {
+      const socket = tls.connect({ host: HOST, port, ...tlsOptions });
+      const timer = setTimeout(() => { socket.destroy(); reject(new Error(`TLS connect to port ${port} timed out`)); }, timeoutMs);
+      socket.once('secureConnect', () => { clearTimeout(timer); resolve(new RawConnection(socket)); });
       socket.once('error', (error) => { clearTimeout(timer); reject(error); });
     });
   }
