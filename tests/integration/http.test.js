@@ -321,6 +321,12 @@ integrationTest('http malformed requests are 400', async (env) => {
   assert.equal(put.headers.allow, 'GET, POST');
   assert.equal(JSON.parse(put.body).error, 'method not allowed');
 
+  // HEAD gets no body, so its 405 has only the status and the headers.
+  const head = await request(port, '/q?query=til%203', { method: 'HEAD' });
+  assert.equal(head.status, 405);
+  assert.equal(head.headers.allow, 'GET, POST');
+  assert.equal(head.body.length, 0);
+
   // The query at the limit still runs.
   const atLimit = `${'1+'.repeat(511)}1`;
   assert.equal(atLimit.length, 1023);
