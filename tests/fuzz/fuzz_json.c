@@ -280,13 +280,14 @@ static size_t strip_insignificant_space(char *text, size_t len)
     return n;
 }
 
-/* Reads the text of msg with json_renderer_next in pieces of 1 to 100 bytes, sized by
- * seed, and requires that they join to expected[0..expected_len). */
+/* Reads the text of msg with json_renderer_next in pieces sized by seed, half of them 1 to
+ * 64 bytes and half up to twice JSON_CHUNK_SIZE, and requires that they join to
+ * expected[0..expected_len). */
 static void check_pieces(const uint8_t *msg, size_t len, const struct json_options *options,
                          const char *expected, size_t expected_len, uint32_t seed)
 {
+    static char piece[2 * JSON_CHUNK_SIZE];
     struct json_renderer *renderer;
-    char piece[100];
     size_t joined = 0;
 
     require(json_renderer_new(msg, len, options, &renderer, NULL) == JSON_OK);
@@ -294,7 +295,7 @@ static void check_pieces(const uint8_t *msg, size_t len, const struct json_optio
         size_t written;
 
         seed = seed * 1103515245u + 12345u;
-        size_t size = 1 + (seed >> 8) % sizeof(piece);
+        size_t size = 1 + (seed >> 9) % (seed & 256 ? 64 : sizeof(piece));
         require(json_renderer_next(renderer, piece, size, &written, NULL) == JSON_OK);
         if (written == 0)
             break;
