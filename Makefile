@@ -148,7 +148,8 @@ FUZZ_SECONDS ?= 600
 FUZZ_TARGETS = qdec decompress header handshake json policy
 FUZZ_CFLAGS = -std=gnu11 -O1 -g $(WARNFLAGS) $(DEPFLAGS) -Isrc -Isrc/codec \
               -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
-FUZZ_LIB_SRCS = src/ipc.c src/policy.c src/codec/qdec.c src/codec/compress.c src/codec/json.c
+FUZZ_LIB_SRCS = src/ipc.c src/policy.c src/codec/qdec.c src/codec/compress.c src/codec/json.c \
+                src/codec/json_format.c
 FUZZ_LIB_OBJS = $(FUZZ_LIB_SRCS:%.c=$(BUILD)/fuzz/obj/%.o)
 FUZZ_BINS = $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
 FUZZ_MAIN_OBJS = $(FUZZ_TARGETS:%=$(BUILD)/fuzz/obj/tests/fuzz/fuzz_%.o)

@@ -3,14 +3,13 @@
  *
  * One query, step by step: the handler reads the q text from the query string or the
  * body, attaches a client to one end of a bufferevent pair and writes a sync request on
- * the other end. The response is framed by its 8-byte header, decompressed when needed
- * and rendered with json_render straight into the HTTP reply, gzipped on request. Freeing
- * the gateway's end after a flush with BEV_FINISHED closes the attached client.
+ * the other end. The response is framed by its 8-byte header and decompressed when
+ * needed. Then the query ends: freeing the gateway's end after a flush with BEV_FINISHED
+ * closes the attached client, and gateway_reply.c renders the response as the HTTP reply.
  */
 #include "gateway.h"
 
 #include <inttypes.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,15 +21,13 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
-#include <zlib.h>
 
 #include "client.h"
 #include "compress.h"
+#include "gateway_reply.h"
 #include "http.h"
 #include "http_auth.h"
 #include "ipc.h"
-#include "json.h"
-#include "lifecycle.h"
 #include "log.h"
 #include "qmux.h"
 
@@ -38,19 +35,13 @@
  * 2 GiB, and qmux replaces a larger response with 'limit for such a client. */
 #define GATEWAY_CAPABILITY 3
 
-/* JSON bytes buffered before the reply switches to chunked transfer encoding, and the size
- * of each chunk after that. A smaller result goes out whole with a Content-Length. */
-#define GATEWAY_CHUNK_SIZE (64 * 1024)
-
 /* How often a waiting query checks that qmux has not closed its client, ms. qmux closes a
  * client without any message on the pair, for example after an upstream connection died
  * with part of the response relayed, or on an admin "kill client". */
 #define GATEWAY_WATCH_MS 250
 
-/* Bytes of output space reserved for each deflate call. */
-#define GATEWAY_DEFLATE_STEP (16 * 1024)
-
-/* One HTTP query from its arrival until its reply is sent or its connection is gone. */
+/* One HTTP query from its arrival until its kdb+ response arrives, it fails, or its
+ * connection is gone. */
 struct gateway_query {
     struct evhttp_request *request;
     struct evhttp_connection *connection;
@@ -64,227 +55,6 @@ struct gateway_query {
 };
 
 static LIST_HEAD(, gateway_query) queries = LIST_HEAD_INITIALIZER(queries);
-
-/* The body of one reply while it is produced: JSON text, gzipped or not, buffered in out
- * and sent as a chunk whenever GATEWAY_CHUNK_SIZE bytes are ready. */
-struct reply_stream {
-    struct evhttp_request *request;
-    struct evbuffer *out;
-    int gzip;
-    z_stream zlib;
-    int zlib_ready;                 /* deflateInit2 succeeded; deflateEnd is due */
-    int chunked;                    /* evhttp_send_reply_start was called */
-    int status;
-    const char *reason;
-    int failed;                     /* out of memory or a zlib error; stops json_render */
-    uint64_t json_bytes;
-};
-
-/* ---- replies ------------------------------------------------------------------------- */
-
-static void add_reply_headers(struct evhttp_request *request, int gzip)
-{
-    struct evkeyvalq *headers = evhttp_request_get_output_headers(request);
-
-    evhttp_add_header(headers, "Vary", "Accept-Encoding");
-    if (gzip)
-        evhttp_add_header(headers, "Content-Encoding", "gzip");
-}
-
-/* Feeds length bytes to zlib and appends what it produces to stream->out. flush is
- * Z_NO_FLUSH, or Z_FINISH for the gzip trailer. Returns 0, or -1 after a zlib or memory
- * failure. */
-static int deflate_into(struct reply_stream *stream, const char *bytes, size_t length, int flush)
-{
-    z_stream *zlib = &stream->zlib;
-    int status;
-
-    zlib->next_in = (Bytef *)(uintptr_t)bytes;
-    zlib->avail_in = (uInt)length;
-    do {
-        struct evbuffer_iovec space;
-
-        if (evbuffer_reserve_space(stream->out, GATEWAY_DEFLATE_STEP, &space, 1) < 1)
-            return -1;
-        size_t room = space.iov_len < UINT_MAX ? space.iov_len : UINT_MAX;
-        zlib->next_out = space.iov_base;
-        zlib->avail_out = (uInt)room;
-        status = deflate(zlib, flush);
-        space.iov_len = room - zlib->avail_out;
-        if (evbuffer_commit_space(stream->out, &space, 1) != 0)
-            return -1;
-        if (status != Z_OK && status != Z_STREAM_END && status != Z_BUF_ERROR)
-            return -1;
-    } while (zlib->avail_out == 0 || (flush == Z_FINISH && status != Z_STREAM_END));
-    return 0;
-}
-
-/* Sends the bytes in stream->out as one chunk, starting the chunked reply first. */
-static void send_chunk(struct reply_stream *stream)
-{
-    if (!stream->chunked) {
-        evhttp_add_header(evhttp_request_get_output_headers(stream->request), "Content-Type",
-                          "application/json");
-        evhttp_add_header(evhttp_request_get_output_headers(stream->request), "Cache-Control",
-                          "no-store");
-        add_reply_headers(stream->request, stream->gzip);
-        evhttp_send_reply_start(stream->request, stream->status, stream->reason);
-        stream->chunked = 1;
-    }
-    evhttp_send_reply_chunk(stream->request, stream->out);
-}
-
-/* The json_write_fn of json_render. */
-static int stream_write(void *ctx, const char *bytes, size_t length)
-{
-    struct reply_stream *stream = ctx;
-
-    stream->json_bytes += length;
-    if (stream->gzip) {
-        if (deflate_into(stream, bytes, length, Z_NO_FLUSH) != 0)
-            stream->failed = 1;
-    } else if (evbuffer_add(stream->out, bytes, length) != 0) {
-        stream->failed = 1;
-    }
-    if (stream->failed)
-        return -1;
-    if (evbuffer_get_length(stream->out) >= GATEWAY_CHUNK_SIZE)
-        send_chunk(stream);
-    return 0;
-}
-
-static int stream_begin(struct reply_stream *stream, struct evhttp_request *request, int gzip,
-                        int status, const char *reason)
-{
-    memset(stream, 0, sizeof(*stream));
-    stream->request = request;
-    stream->gzip = gzip;
-    stream->status = status;
-    stream->reason = reason;
-    stream->out = evbuffer_new();
-    if (stream->out == NULL)
-        return -1;
-    if (gzip) {
-        /* windowBits 15 + 16 selects the gzip wrapper (RFC 1952) instead of zlib's. */
-        if (deflateInit2(&stream->zlib, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8,
-                         Z_DEFAULT_STRATEGY) != Z_OK) {
-            evbuffer_free(stream->out);
-            return -1;
-        }
-        stream->zlib_ready = 1;
-    }
-    return 0;
-}
-
-static void stream_free(struct reply_stream *stream)
-{
-    if (stream->zlib_ready)
-        deflateEnd(&stream->zlib);
-    stream->zlib_ready = 0;
-    if (stream->out != NULL)
-        evbuffer_free(stream->out);
-    stream->out = NULL;
-}
-
-/* Ends the body with a newline (and the gzip trailer) and sends the rest of the reply.
- * Returns 0, or -1 when the end could not be produced and nothing was sent yet. */
-static int stream_end(struct reply_stream *stream)
-{
-    if (stream_write(stream, "\n", 1) != 0 ||
-        (stream->gzip && deflate_into(stream, NULL, 0, Z_FINISH) != 0)) {
-        stream->failed = 1;
-        return -1;
-    }
-    if (stream->chunked) {
-        evhttp_send_reply_chunk(stream->request, stream->out);
-        evhttp_send_reply_end(stream->request);
-    } else {
-        add_reply_headers(stream->request, stream->gzip);
-        http_send(stream->request, stream->status, stream->reason, "application/json",
-                  stream->out);
-    }
-    return 0;
-}
-
-/* Appends text to out as the content of a JSON string. */
-static void add_json_string_content(struct evbuffer *out, const char *text)
-{
-    for (const unsigned char *p = (const unsigned char *)text; *p != '\0'; p++) {
-        if (*p == '"' || *p == '\\')
-            evbuffer_add_printf(out, "\\%c", *p);
-        else if (*p < 0x20)
-            evbuffer_add_printf(out, "\\u%04x", *p);
-        else
-            evbuffer_add(out, p, 1);
-    }
-}
-
-/* Sends {"error":"text"} with the given status, gzipped when the query asked for it. */
-static void send_error(struct evhttp_request *request, int gzip, int status, const char *reason,
-                       const char *text)
-{
-    struct evbuffer *json = evbuffer_new();
-    struct reply_stream stream;
-
-    if (json == NULL || stream_begin(&stream, request, gzip, status, reason) != 0) {
-        if (json != NULL)
-            evbuffer_free(json);
-        log_error("http: out of memory for a %d reply", status);
-        evhttp_send_reply(request, 500, "Internal Server Error", NULL);
-        return;
-    }
-    evbuffer_add_printf(json, "{\"error\":\"");
-    add_json_string_content(json, text);
-    evbuffer_add_printf(json, "\"}");
-
-    size_t length = evbuffer_get_length(json);
-    const char *bytes = (const char *)evbuffer_pullup(json, (ev_ssize_t)length);
-    if (bytes == NULL || stream_write(&stream, bytes, length) != 0 || stream_end(&stream) != 0) {
-        log_error("http: out of memory for a %d reply", status);
-        evhttp_send_reply(request, 500, "Internal Server Error", NULL);
-    }
-    stream_free(&stream);
-    evbuffer_free(json);
-}
-
-/* ---- the status of a kdb+ error ------------------------------------------------------ */
-
-struct error_status {
-    const char *prefix;             /* the error text starts with it */
-    const char *contains;           /* and contains it, unless NULL */
-    int status;
-    const char *reason;
-};
-
-/* Errors qmux itself raises when it could not run the query; every other kdb+ error
- * (a q error of the query) is 400. docs/http.md lists the same table. */
-static const struct error_status error_statuses[] = {
-    { "upstream unavailable", NULL, 503, "Service Unavailable" },
-    { "queue timeout", NULL, 503, "Service Unavailable" },
-    { "limit: ", "(clients.max_queue)", 503, "Service Unavailable" },
-    { "qmux is shutting down", NULL, 503, "Service Unavailable" },
-    { "query timeout", NULL, 504, "Gateway Timeout" },
-    { "upstream connection lost", NULL, 502, "Bad Gateway" },
-    { "access: policy ", NULL, 403, "Forbidden" },
-};
-
-static void status_of_error(const char *text, size_t length, int *status, const char **reason)
-{
-    *status = 400;
-    *reason = "Bad Request";
-    for (size_t i = 0; i < sizeof(error_statuses) / sizeof(error_statuses[0]); i++) {
-        const struct error_status *entry = &error_statuses[i];
-        size_t prefix_length = strlen(entry->prefix);
-
-        if (length < prefix_length || memcmp(text, entry->prefix, prefix_length) != 0)
-            continue;
-        if (entry->contains != NULL && strstr(text, entry->contains) == NULL)
-            continue;
-        *status = entry->status;
-        *reason = entry->reason;
-        return;
-    }
-}
 
 /* ---- one query ----------------------------------------------------------------------- */
 
@@ -322,69 +92,35 @@ static void query_fail(struct gateway_query *query, int status, const char *reas
 {
     log_info("%s: query failed after %ld ms: %d %s", query->peer, elapsed_ms(query),
              status, text);
-    send_error(query->request, query->gzip, status, reason, text);
-    query_free(query);
-}
-
-/* Renders the response message msg[0..length) as the reply. */
-static void reply_with_response(struct gateway_query *query, const uint8_t *msg, uint64_t length)
-{
-    int status = 200;
-    const char *reason = "OK";
-    struct reply_stream stream;
-    struct qdec_error error;
-    char text[256];
-
-    if (length > IPC_HEADER_SIZE + 1 && (int8_t)msg[IPC_HEADER_SIZE] == -128) {
-        const char *error_text = (const char *)msg + IPC_HEADER_SIZE + 1;
-        size_t room = (size_t)length - IPC_HEADER_SIZE - 1;
-
-        status_of_error(error_text, strnlen(error_text, room), &status, &reason);
-    }
-    if (stream_begin(&stream, query->request, query->gzip, status, reason) != 0) {
-        query_fail(query, 500, "Internal Server Error", "out of memory");
-        return;
-    }
-
-    /* NOTE: json_render runs to the end in this one call, so the whole JSON text (gzipped
-     * or not) is queued in the connection's output buffer however slowly the client reads. */
-    int result = json_render(msg, length, NULL, stream_write, &stream, &error);
-    if (result == JSON_OK && stream_end(&stream) == 0) {
-        log_debug("%s: query answered in %ld ms: %d, %" PRIu64 " bytes of JSON%s",
-                  query->peer, elapsed_ms(query), status, stream.json_bytes,
-                  query->gzip ? ", gzipped" : "");
-        stream_free(&stream);
-        query_free(query);
-        return;
-    }
-
-    if (result == JSON_OK || result == JSON_WRITE_FAILED)
-        snprintf(text, sizeof(text), "out of memory while rendering the response");
-    else
-        snprintf(text, sizeof(text), "cannot render the response as JSON: %s: %s",
-                 json_status_text(result), error.message);
-    if (!stream.chunked) {
-        stream_free(&stream);
-        query_fail(query, result == JSON_INVALID_MESSAGE ? 502 : 500,
-                   result == JSON_INVALID_MESSAGE ? "Bad Gateway" : "Internal Server Error",
-                   text);
-        return;
-    }
-
-    /* Part of a 200 reply is out, so no status can tell the client. Closing the connection
-     * without the last chunk makes the transfer incomplete, which HTTP clients report. */
-    log_error("%s: %s; closing the connection after %" PRIu64 " bytes of JSON",
-              query->peer, text, stream.json_bytes);
-    stream_free(&stream);
-    struct evhttp_connection *connection = query->connection;
+    /* The reply's count now ends with the reply or the connection, not with the query. */
+    gateway_reply_watch(query->connection);
     query->connection = NULL;
-    evhttp_connection_set_closecb(connection, NULL, NULL);
+    gateway_send_error(query->request, query->gzip, status, reason, text);
     query_free(query);
-    evhttp_connection_free(connection);
 }
 
-/* Renders the complete response at the head of input, decompressing it first when
- * needed, and frees the query. */
+/* Frees the query and starts its reply with the response in message. */
+static void query_reply(struct gateway_query *query, struct evbuffer *message)
+{
+    struct evhttp_request *request = query->request;
+    int gzip = query->gzip;
+    struct timeval started = query->started;
+    char peer[sizeof(query->peer)];
+
+    memcpy(peer, query->peer, sizeof(peer));
+    query_free(query);
+    gateway_reply_start(request, gzip, peer, &started, message);
+}
+
+static void free_plain(const void *data, size_t length, void *arg)
+{
+    (void)length;
+    (void)arg;
+    free((void *)data);
+}
+
+/* Takes the complete response at the head of input, decompressing it first when needed,
+ * and frees the query, which starts its reply. */
 static void deliver_response(struct gateway_query *query, struct evbuffer *input,
                              const struct ipc_header *header)
 {
@@ -397,7 +133,17 @@ static void deliver_response(struct gateway_query *query, struct evbuffer *input
         return;
     }
     if (!header->compressed) {
-        reply_with_response(query, msg, header->length);
+        struct evbuffer *message = evbuffer_new();
+
+        if (message != NULL)
+            evbuffer_remove_buffer(input, message, (size_t)header->length);
+        if (message == NULL || evbuffer_get_length(message) != header->length) {
+            if (message != NULL)
+                evbuffer_free(message);
+            query_fail(query, 500, "Internal Server Error", "out of memory for the response");
+            return;
+        }
+        query_reply(query, message);
         return;
     }
 
@@ -424,8 +170,17 @@ static void deliver_response(struct gateway_query *query, struct evbuffer *input
         query_fail(query, 502, "Bad Gateway", text);
         return;
     }
-    reply_with_response(query, plain, size);
-    free(plain);
+    evbuffer_drain(input, (size_t)header->length);
+    struct evbuffer *message = evbuffer_new();
+    if (message == NULL || evbuffer_add_reference(message, plain, (size_t)size, free_plain,
+                                                  NULL) != 0) {
+        if (message != NULL)
+            evbuffer_free(message);
+        free(plain);
+        query_fail(query, 500, "Internal Server Error", "out of memory for the response");
+        return;
+    }
+    query_reply(query, message);
 }
 
 /* kdb+ may send the client a sync request or an async message before the response (a
@@ -531,22 +286,6 @@ static void watch_cb(evutil_socket_t fd, short what, void *arg)
                "log names the reason");
 }
 
-/* Replies to queries not yet written out completely; libevent calls reply_complete_cb
- * when the last byte of one has been written, and connection_closed_cb counts the
- * queries whose connection closed before their reply.
- * NOTE: when the connection fails while the reply is being written, libevent calls
- * neither and the count stays high, so a graceful shutdown bounds its wait for HTTP
- * replies separately (lifecycle.c). */
-static int replies_in_flight;
-
-static void reply_complete_cb(struct evhttp_request *request, void *arg)
-{
-    (void)request;
-    (void)arg;
-    replies_in_flight--;
-    lifecycle_check_drained();
-}
-
 /* libevent frees the HTTP connection: at shutdown (evhttp_free) or after a network error.
  * A request detached from it by libevent is the gateway's to free; one still on it is
  * freed by libevent. */
@@ -557,12 +296,11 @@ static void connection_closed_cb(struct evhttp_connection *connection, void *arg
     (void)connection;
     log_info("%s: connection closed while its query waited for the response",
              query->peer);
-    /* No reply will be written for this request, so reply_complete_cb will not run. */
-    replies_in_flight--;
     query->connection = NULL;
     if (evhttp_request_get_connection(query->request) == NULL)
         evhttp_request_free(query->request);
     query_free(query);
+    gateway_reply_abandoned();
 }
 
 /* ---- the request --------------------------------------------------------------------- */
@@ -767,14 +505,13 @@ static void run_query(void *arg, const char *user, const struct auth_user *accou
                                               pending->gzip, pending->text, pending->length);
     if (query != NULL) {
         /* A graceful shutdown waits for this reply to be written out, not only rendered. */
-        evhttp_request_set_on_complete_cb(pending->request, reply_complete_cb, NULL);
-        replies_in_flight++;
+        gateway_reply_expect(pending->request);
         log_debug("%s: query of %zu bytes as user %s sent", pending->peer, pending->length,
                   user);
     } else {
         log_error("%s: out of memory for a query", pending->peer);
-        send_error(pending->request, pending->gzip, 500, "Internal Server Error",
-                   "out of memory");
+        gateway_send_error(pending->request, pending->gzip, 500, "Internal Server Error",
+                           "out of memory");
     }
     free(pending->text);
     free(pending);
@@ -794,7 +531,7 @@ void gateway_handle_query(struct evhttp_request *request)
 
     if (request_query_text(request, &text, &length, error, sizeof(error)) != 0) {
         log_info("%s: rejected: %s", peer, error);
-        send_error(request, gzip, 400, "Bad Request", error);
+        gateway_send_error(request, gzip, 400, "Bad Request", error);
         return;
     }
 
@@ -807,7 +544,7 @@ void gateway_handle_query(struct evhttp_request *request)
             snprintf(error, sizeof(error), "empty query: send GET /q?query=<url-encoded q> "
                      "or the q text as the body of POST /q");
         log_info("%s: rejected: %s", peer, error);
-        send_error(request, gzip, 400, "Bad Request", error);
+        gateway_send_error(request, gzip, 400, "Bad Request", error);
         free(text);
         return;
     }
@@ -815,7 +552,7 @@ void gateway_handle_query(struct evhttp_request *request)
     struct pending_query *pending = calloc(1, sizeof(*pending));
     if (pending == NULL) {
         log_error("%s: out of memory for a query", peer);
-        send_error(request, gzip, 500, "Internal Server Error", "out of memory");
+        gateway_send_error(request, gzip, 500, "Internal Server Error", "out of memory");
         free(text);
         return;
     }
@@ -827,11 +564,6 @@ void gateway_handle_query(struct evhttp_request *request)
     http_auth_check(request, peer, run_query, pending);
 }
 
-int gateway_replies_in_flight(void)
-{
-    return replies_in_flight;
-}
-
 void gateway_stop(void)
 {
     struct gateway_query *query;
@@ -841,4 +573,5 @@ void gateway_stop(void)
         query->connection = NULL;
         query_free(query);
     }
+    gateway_reply_stop();
 }

@@ -5,7 +5,8 @@
  *
  * Each HTTP query gets its own in-process client (client_attach on one end of a
  * bufferevent pair). The gateway writes one sync request on the other end, reads the one
- * response, renders it with json_render and frees the pair, which closes the client.
+ * response and frees the pair, which closes the client. gateway_reply.h then renders the
+ * response as the reply, as fast as the HTTP client reads it.
  */
 #ifndef QMUX_GATEWAY_H
 #define QMUX_GATEWAY_H

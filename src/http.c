@@ -31,7 +31,7 @@
 
 struct http_route {
     const char *path;               /* matched exactly, without the query string */
-    unsigned methods;               /* EVHTTP_REQ_* bits; HEAD is served as GET */
+    unsigned methods;               /* EVHTTP_REQ_* bits; a route with HEAD serves it as GET */
     const char *allow;              /* the Allow header of a 405 reply */
     void (*handle)(struct evhttp_request *request);
 };
@@ -53,6 +53,15 @@ void http_send(struct evhttp_request *request, int status, const char *reason,
 
     evhttp_add_header(headers, "Content-Type", content_type);
     evhttp_add_header(headers, "Cache-Control", "no-store");
+    /* libevent 2.1 writes a body given for HEAD too. A reply to HEAD keeps the length of
+     * the body that GET would get and drops the body. */
+    if (evhttp_request_get_command(request) == EVHTTP_REQ_HEAD && body != NULL) {
+        char length[24];
+
+        snprintf(length, sizeof(length), "%zu", evbuffer_get_length(body));
+        evhttp_add_header(headers, "Content-Length", length);
+        evbuffer_drain(body, evbuffer_get_length(body));
+    }
     evhttp_send_reply(request, status, reason, body);
 }
 

@@ -136,8 +136,9 @@ void lifecycle_check_drained(void)
         return;
     }
 
-    /* Rendered HTTP replies get a short time to be written out. The count cannot see a
-     * connection that failed mid-reply, so the wait is bounded on its own. */
+    /* HTTP replies get a short time to be rendered and written out. Each leaves the count
+     * when libevent has written it or its connection has closed, and the bound is for
+     * clients that read slowly or not at all. */
     if (reply_drain_timer != NULL)
         return;
     struct timeval wait = { REPLY_DRAIN_MS / 1000, (REPLY_DRAIN_MS % 1000) * 1000 };

@@ -1,24 +1,50 @@
 /*
  * json.c - renders the object of a kdb+ IPC message as JSON text.
  *
- * json_render validates the whole message with qdec_validate before it writes anything,
- * and then renders from the validated bytes with its own recursive reader. The reader
- * relies on that validation for every count, type byte and terminating NUL. It calls
- * qdec_skip for the size of an object only where it must jump over one (a dictionary's
- * keys, a table's columns). Output goes through struct writer, which escapes, indents and
- * flushes a fixed buffer to the sink.
+ * json_renderer_new validates the whole message with qdec_validate before anything is
+ * rendered, and the renderer then reads the validated bytes directly. It relies on that
+ * validation for every count, type byte and terminating NUL, and calls qdec_skip for the
+ * size of an object only where it must jump over one (a dictionary's keys, a table's
+ * columns).
+ *
+ * The renderer can stop after any step and resume later. In place of recursion it keeps
+ * an explicit stack of frames, one for each container being rendered and one for a long
+ * text. Each step of the top frame appends at most STEP_MAX bytes to the buffer of struct
+ * writer, which escapes and indents. Rendering stops once the buffer contains
+ * JSON_CHUNK_SIZE bytes, and the caller takes the text from there.
  */
 #include "json.h"
 
 #include <inttypes.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ipc.h"
+#include "json_format.h"
 
 /* ---- writer ---------------------------------------------------------------------------- */
+
+/* Frames per block of the frame stack. The renderer contains the first block, so a value
+ * nested less deeply needs no further allocation. */
+#define FRAMES_PER_BLOCK 16
+
+/* Maximum depth of the frame stack. Each frame renders one container or one text. qdec
+ * allows QDEC_MAX_DEPTH containers around a value, and no q container takes more than one
+ * frame per level of that nesting (a table takes two frames for its three levels), so
+ * this is about twice the depth needed. */
+#define MAX_FRAMES (2 * QDEC_MAX_DEPTH + 2 * FRAMES_PER_BLOCK)
+#define FRAME_BLOCKS (MAX_FRAMES / FRAMES_PER_BLOCK)
+
+/* Maximum length in message bytes of a text written in the step that reaches it. A longer
+ * one (a symbol, string, column name, error or lambda source) gets a text frame, which
+ * writes it in pieces. */
+#define INLINE_TEXT_MAX 64
+
+/* Maximum bytes one step appends after it starts below JSON_CHUNK_SIZE: at most two line
+ * breaks, each indented by up to two spaces per frame, and tokens. The longest tokens are
+ * two inline texts, each of INLINE_TEXT_MAX bytes escaped to up to six bytes apiece. */
+#define STEP_MAX (2 * (1 + 2 * MAX_FRAMES) + 1024)
 
 /*
  * Output state. While quoted > 0 the bytes being written belong to a JSON string (a
@@ -27,40 +53,26 @@
  * strings nest, so the output grows linearly with the nesting.
  */
 struct writer {
-    json_write_fn write;
-    void *ctx;
     int pretty;
     int infinity;               /* enum json_infinity */
-    int failed;                 /* the sink failed; nothing more is passed to it */
+    int overflowed;             /* a step wrote past the buffer, which is a bug */
     unsigned indent;            /* open arrays and objects, for pretty output */
     unsigned quoted;            /* open strings, counting those whose quotes are left out */
     unsigned bare_level;        /* value of quoted inside the string whose quotes are left
                                    out (a string key), or 0 */
     int key_pending;            /* the next token starts the value of a key */
-    size_t used;
-    char buffer[JSON_CHUNK_SIZE];
+    size_t used;                /* bytes in buffer */
+    char buffer[JSON_CHUNK_SIZE + STEP_MAX];
 };
-
-static void flush(struct writer *w)
-{
-    if (w->used > 0 && !w->failed && w->write(w->ctx, w->buffer, w->used) != 0)
-        w->failed = 1;
-    w->used = 0;
-}
 
 static void put_raw(struct writer *w, const char *bytes, size_t n)
 {
-    while (n > 0 && !w->failed) {
-        size_t room = sizeof(w->buffer) - w->used;
-        size_t part = n < room ? n : room;
-
-        memcpy(w->buffer + w->used, bytes, part);
-        w->used += part;
-        bytes += part;
-        n -= part;
-        if (w->used == sizeof(w->buffer))
-            flush(w);
+    if (n > sizeof(w->buffer) - w->used) {
+        w->overflowed = 1;
+        return;
     }
+    memcpy(w->buffer + w->used, bytes, n);
+    w->used += n;
 }
 
 /*
@@ -107,20 +119,25 @@ static size_t utf8_sequence_length(const uint8_t *s, size_t n, size_t *bad)
     return continuation + 1;
 }
 
-/* Writes bytes as the content of a JSON string (RFC 8259): quote, backslash and control
- * characters escaped, well-formed UTF-8 copied, ill-formed UTF-8 replaced by U+FFFD. */
-static void put_escaped(struct writer *w, const uint8_t *bytes, size_t n)
+/*
+ * Writes bytes as the content of a JSON string (RFC 8259): quote, backslash and control
+ * characters escaped, well-formed UTF-8 copied, ill-formed UTF-8 replaced by U+FFFD.
+ * Stops between two characters once the buffer contains limit bytes, which one character
+ * can pass by up to 5, and returns the number of bytes consumed.
+ */
+static size_t put_escaped_until(struct writer *w, const uint8_t *bytes, size_t n, size_t limit)
 {
     static const char hex[] = "0123456789abcdef";
     size_t i = 0;
 
-    while (i < n && !w->failed) {
+    while (i < n && w->used < limit) {
         size_t start = i;
-        while (i < n && bytes[i] >= 0x20 && bytes[i] < 0x80 && bytes[i] != '"' &&
-               bytes[i] != '\\')
+        size_t room = limit - w->used;
+        while (i < n && i - start < room && bytes[i] >= 0x20 && bytes[i] < 0x80 &&
+               bytes[i] != '"' && bytes[i] != '\\')
             i++;
         put_raw(w, (const char *)bytes + start, i - start);
-        if (i == n)
+        if (i == n || w->used >= limit)
             break;
 
         uint8_t c = bytes[i];
@@ -155,6 +172,12 @@ static void put_escaped(struct writer *w, const uint8_t *bytes, size_t n)
         put_raw(w, escape, escape_length);
         i++;
     }
+    return i;
+}
+
+static void put_escaped(struct writer *w, const uint8_t *bytes, size_t n)
+{
+    put_escaped_until(w, bytes, n, SIZE_MAX);
 }
 
 /* Writes a token outside string content: punctuation, a number or a literal. */
@@ -235,7 +258,7 @@ static void newline(struct writer *w)
     if (!w->pretty || w->quoted > 0)
         return;
     put_raw(w, "\n", 1);
-    for (size_t n = 2 * (size_t)w->indent; n > 0 && !w->failed;) {
+    for (size_t n = 2 * (size_t)w->indent; n > 0;) {
         size_t part = n < sizeof(spaces) - 1 ? n : sizeof(spaces) - 1;
         put_raw(w, spaces, part);
         n -= part;
@@ -264,223 +287,7 @@ static void container_close(struct writer *w, char bracket, uint64_t count)
     emit(w, &bracket, 1);
 }
 
-/* ---- numbers and temporal text ------------------------------------------------------- */
-
-/* Sizes of the scratch buffers for one formatted number or temporal value. */
-#define NUMBER_TEXT_SIZE 48
-
-static size_t format_int64(char *out, int64_t value)
-{
-    char digits[24];
-    size_t n = 0;
-    uint64_t magnitude = value < 0 ? 0 - (uint64_t)value : (uint64_t)value;
-
-    do {
-        digits[n++] = (char)('0' + magnitude % 10);
-        magnitude /= 10;
-    } while (magnitude > 0);
-
-    size_t length = 0;
-    if (value < 0)
-        out[length++] = '-';
-    while (n > 0)
-        out[length++] = digits[--n];
-    out[length] = '\0';
-    return length;
-}
-
-/* The decimal separator of snprintf follows the C locale's LC_NUMERIC, so any byte other
- * than a digit, sign or exponent mark is turned into '.'. */
-static void force_decimal_point(char *text)
-{
-    for (char *p = text; *p; p++)
-        if (!(*p >= '0' && *p <= '9') && *p != '-' && *p != '+' && *p != 'e')
-            *p = '.';
-}
-
-/* Formats a finite double as the shortest %g text (15 to 17 significant digits) that
- * reads back as the same value. */
-static void format_float(char *out, double value)
-{
-    for (int precision = 15; precision <= 17; precision++) {
-        snprintf(out, NUMBER_TEXT_SIZE, "%.*g", precision, value);
-        if (strtod(out, NULL) == value)
-            break;
-    }
-    force_decimal_point(out);
-}
-
-/* Formats a finite float as the shortest %g text (6 to 9 significant digits) that reads
- * back as the same value. */
-static void format_real(char *out, float value)
-{
-    for (int precision = 6; precision <= 9; precision++) {
-        snprintf(out, NUMBER_TEXT_SIZE, "%.*g", precision, (double)value);
-        if (strtof(out, NULL) == value)
-            break;
-    }
-    force_decimal_point(out);
-}
-
-static int64_t floor_divide(int64_t a, int64_t b)
-{
-    int64_t q = a / b;
-
-    if (a % b != 0 && (a < 0) != (b < 0))
-        q--;
-    return q;
-}
-
-/* Days between 1970.01.01 and kdb+'s epoch 2000.01.01. */
-#define EPOCH_DAYS_SINCE_1970 10957
-
-/*
- * Converts days since 2000.01.01 to a proleptic Gregorian date. This is Howard Hinnant's
- * civil_from_days algorithm (public domain): days are counted from 0000-03-01 in 400-year
- * eras of 146097 days, so leap days fall at the end of each counted year.
- */
-static void civil_from_days(int64_t days, int64_t *year, int *month, int *day)
-{
-    int64_t z = days + EPOCH_DAYS_SINCE_1970 + 719468;
-    int64_t era = floor_divide(z, 146097);
-    int64_t day_of_era = z - era * 146097;
-    int64_t year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36524 - day_of_era / 146096) / 365;
-    int64_t day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    int64_t shifted_month = (5 * day_of_year + 2) / 153;    /* 0 = March */
-
-    *day = (int)(day_of_year - (153 * shifted_month + 2) / 5 + 1);
-    *month = (int)(shifted_month < 10 ? shifted_month + 3 : shifted_month - 9);
-    *year = year_of_era + era * 400 + (*month <= 2);
-}
-
-/* Writes a year as four digits, or with a sign (ISO 8601's expanded form) outside
- * 0000..9999. Returns the number of characters written. */
-static int format_year(char *out, size_t size, int64_t year)
-{
-    if (year >= 0 && year <= 9999)
-        return snprintf(out, size, "%04" PRId64, year);
-    return snprintf(out, size, "%+05" PRId64, year);
-}
-
-static void format_date(char *out, int64_t days)
-{
-    int64_t year;
-    int month, day;
-
-    civil_from_days(days, &year, &month, &day);
-    int n = format_year(out, NUMBER_TEXT_SIZE, year);
-    snprintf(out + n, NUMBER_TEXT_SIZE - (size_t)n, "-%02d-%02d", month, day);
-}
-
-static void format_month(char *out, int32_t months)
-{
-    int64_t year = 2000 + floor_divide(months, 12);
-    int64_t month = months - floor_divide(months, 12) * 12 + 1;
-    int n = format_year(out, NUMBER_TEXT_SIZE, year);
-
-    snprintf(out + n, NUMBER_TEXT_SIZE - (size_t)n, "-%02" PRId64, month);
-}
-
-#define NANOSECONDS_PER_SECOND INT64_C(1000000000)
-#define NANOSECONDS_PER_DAY (86400 * NANOSECONDS_PER_SECOND)
-#define MILLISECONDS_PER_DAY INT64_C(86400000)
-
-/* Writes "YYYY-MM-DDThh:mm:ss", and the fraction in the given number of digits, for a
- * time counted in units (units_per_second of them a second) since 2000.01.01. */
-static void format_date_time(char *out, int64_t value, int64_t units_per_second,
-                             int fraction_digits)
-{
-    int64_t units_per_day = 86400 * units_per_second;
-    int64_t days = value / units_per_day;
-    int64_t within_day = value % units_per_day;
-    int64_t seconds;
-
-    /* Floor division without days * units_per_day, which overflows near INT64_MIN. */
-    if (within_day < 0) {
-        within_day += units_per_day;
-        days--;
-    }
-    seconds = within_day / units_per_second;
-
-    format_date(out, days);
-    size_t n = strlen(out);
-    snprintf(out + n, NUMBER_TEXT_SIZE - n, "T%02d:%02d:%02d.%0*" PRId64,
-             (int)(seconds / 3600), (int)(seconds / 60 % 60), (int)(seconds % 60),
-             fraction_digits, within_day % units_per_second);
-}
-
-/*
- * Writes a minute, second or time as q shows it: "[-]hh:mm", "[-]hh:mm:ss" or
- * "[-]hh:mm:ss.mmm". The hours are not limited to 23 because these types hold any int32.
- */
-static void format_minute(char *out, int32_t minutes)
-{
-    uint64_t magnitude = minutes < 0 ? 0 - (uint64_t)minutes : (uint64_t)minutes;
-
-    snprintf(out, NUMBER_TEXT_SIZE, "%s%02" PRIu64 ":%02" PRIu64, minutes < 0 ? "-" : "",
-             magnitude / 60, magnitude % 60);
-}
-
-static void format_second(char *out, int32_t seconds)
-{
-    uint64_t magnitude = seconds < 0 ? 0 - (uint64_t)seconds : (uint64_t)seconds;
-
-    snprintf(out, NUMBER_TEXT_SIZE, "%s%02" PRIu64 ":%02" PRIu64 ":%02" PRIu64,
-             seconds < 0 ? "-" : "", magnitude / 3600, magnitude / 60 % 60, magnitude % 60);
-}
-
-static void format_time(char *out, int32_t milliseconds)
-{
-    uint64_t magnitude =
-        milliseconds < 0 ? 0 - (uint64_t)milliseconds : (uint64_t)milliseconds;
-    uint64_t seconds = magnitude / 1000;
-
-    snprintf(out, NUMBER_TEXT_SIZE, "%s%02" PRIu64 ":%02" PRIu64 ":%02" PRIu64 ".%03" PRIu64,
-             milliseconds < 0 ? "-" : "", seconds / 3600, seconds / 60 % 60, seconds % 60,
-             magnitude % 1000);
-}
-
-/* Writes a timespan as q shows it: "[-]<days>D<hh>:<mm>:<ss>.<nanoseconds>". */
-static void format_timespan(char *out, int64_t nanoseconds)
-{
-    uint64_t magnitude =
-        nanoseconds < 0 ? 0 - (uint64_t)nanoseconds : (uint64_t)nanoseconds;
-    uint64_t days = magnitude / (uint64_t)NANOSECONDS_PER_DAY;
-    uint64_t within_day = magnitude % (uint64_t)NANOSECONDS_PER_DAY;
-    uint64_t seconds = within_day / (uint64_t)NANOSECONDS_PER_SECOND;
-
-    snprintf(out, NUMBER_TEXT_SIZE,
-             "%s%" PRIu64 "D%02" PRIu64 ":%02" PRIu64 ":%02" PRIu64 ".%09" PRIu64,
-             nanoseconds < 0 ? "-" : "", days, seconds / 3600, seconds / 60 % 60, seconds % 60,
-             within_day % (uint64_t)NANOSECONDS_PER_SECOND);
-}
-
-/* A datetime is a double of days, shown to the millisecond. Within this many days of
- * 2000.01.01 (about 270 million years) the milliseconds fit in an int64_t with room to
- * spare. The limit is this renderer's choice, not kdb+'s. */
-#define DATETIME_MAX_DAYS 1e11
-
-/* Formats a finite datetime, or returns 0 when it is too far from 2000.01.01. */
-static int format_datetime(char *out, double days)
-{
-    if (!(fabs(days) < DATETIME_MAX_DAYS))
-        return 0;
-    int64_t milliseconds = llround(days * (double)MILLISECONDS_PER_DAY);
-    format_date_time(out, milliseconds, 1000, 3);
-    return 1;
-}
-
-/* ---- rendering ---------------------------------------------------------------------- */
-
-struct renderer {
-    const uint8_t *buf;
-    uint64_t len;
-    int little_endian;
-    struct writer *w;
-    int status;                 /* enum json_status of the first failure */
-    uint64_t failed_offset;     /* offset of the value being rendered at that failure */
-};
+/* ---- the renderer and its frames ----------------------------------------------------- */
 
 /* A cursor over the items of a list-like object: a vector (1..19), a general list (0) or a
  * table (98), whose items are its rows. */
@@ -493,9 +300,90 @@ struct items {
     struct items *columns;      /* tables: one cursor per column, or NULL */
 };
 
-static int render_value(struct renderer *r, uint64_t offset, uint64_t *end);
+enum frame_kind {
+    FRAME_VALUE,                /* any value; its first step turns it into its own kind */
+    FRAME_ARRAY,                /* the items of a vector, general list or table */
+    FRAME_ROW,                  /* one row of a table, or of both tables of a keyed table */
+    FRAME_OBJECT,               /* a dictionary as an object, or a keyed table as an array */
+    FRAME_KEYS_VALUES,          /* a dictionary as {"keys":...,"values":...} */
+    FRAME_ERROR,                /* a kdb+ error as {"error":"text"} */
+    FRAME_TEXT,                 /* string content, written in pieces */
+    FRAME_FUNCTION,             /* the q text of a function */
+};
 
-static int fail(struct renderer *r, int status, uint64_t offset)
+/* The columns of a table whose next row a row frame writes. An enclosing frame or cursor
+ * owns the column cursors and outlives the row frame. */
+struct row_columns {
+    struct items *cursors;
+    uint64_t names;             /* offset of the first column name */
+    uint64_t count;
+};
+
+/*
+ * One container or text being rendered. A step changes only its own frame and the frames
+ * it pushes. A frame that must learn where its child ends passes the child a pointer to
+ * the field to update (end_out), which stays valid because frames are never moved.
+ */
+struct frame {
+    enum frame_kind kind;
+    int phase;                  /* what the next step of this kind does */
+    uint64_t offset;            /* the value being rendered, for error reports */
+    uint64_t end;               /* offset just past that value, once known */
+    uint64_t *end_out;          /* receives end when the frame is popped, or NULL */
+    union {
+        struct {
+            struct items items;
+            uint64_t index;             /* items started so far */
+        } array;
+        struct {
+            struct row_columns tables[2];
+            unsigned table_count;
+            unsigned table;             /* the table of the current column */
+            uint64_t column;            /* the current column within that table */
+            uint64_t name;              /* offset of the next column name */
+            uint64_t fields;            /* fields started so far */
+        } row;
+        struct {
+            struct items keys;
+            struct items values;
+            uint64_t index;             /* entries started so far */
+            int keyed_table;            /* keys and values are tables with as many rows */
+        } object;
+        struct {
+            uint64_t values;            /* offset of the values */
+        } keys_values;
+        struct {
+            uint64_t next;              /* offset of the next byte to write */
+            uint64_t stop;              /* offset just past the text */
+            int quote;                  /* the text is a string of its own, not content */
+            int hex;                    /* bytes written as hex digits */
+        } text;
+        struct {
+            int type;
+            int quoted;                 /* the frame closes the string its text is in */
+            uint32_t count;             /* parts of a projection or composition */
+            uint32_t index;             /* parts started so far */
+            uint64_t part;              /* offset of the next part */
+        } function;
+    } u;
+};
+
+struct json_renderer {
+    const uint8_t *buf;
+    uint64_t len;
+    int little_endian;
+    int status;                 /* enum json_status of the first failure */
+    uint64_t failed_offset;     /* offset of the value being rendered at that failure */
+    const char *failure;        /* the reason of a failure that is a bug, or NULL */
+    uint64_t end;               /* offset just past the message's object, once rendered */
+    unsigned depth;             /* frames on the stack */
+    size_t head;                /* w.buffer[head..w.used) is rendered and not yet taken */
+    struct frame *blocks[FRAME_BLOCKS];
+    struct frame first_block[FRAMES_PER_BLOCK];
+    struct writer w;
+};
+
+static int fail(struct json_renderer *r, int status, uint64_t offset)
 {
     if (r->status == JSON_OK) {
         r->status = status;
@@ -504,15 +392,15 @@ static int fail(struct renderer *r, int status, uint64_t offset)
     return status;
 }
 
-/* Returns JSON_WRITE_FAILED once the sink has failed, so loops stop early. */
-static int check_writer(struct renderer *r, uint64_t offset)
+/* Fails because the renderer broke one of its own bounds, which is a bug. */
+static void fail_bug(struct json_renderer *r, uint64_t offset, const char *reason)
 {
-    if (r->w->failed)
-        return fail(r, JSON_WRITE_FAILED, offset);
-    return JSON_OK;
+    if (r->status == JSON_OK)
+        r->failure = reason;
+    fail(r, JSON_INVALID_MESSAGE, offset);
 }
 
-static int type_at(const struct renderer *r, uint64_t offset)
+static int type_at(const struct json_renderer *r, uint64_t offset)
 {
     return (int8_t)r->buf[offset];
 }
@@ -524,7 +412,7 @@ static int is_list_like(int type)
 
 /* Reads the count of the vector or list at offset and returns the offset of its first
  * item. A set 0x80 bit in the attribute byte means an 8-byte count. */
-static uint64_t vector_header(const struct renderer *r, uint64_t offset, uint64_t *count)
+static uint64_t vector_header(const struct json_renderer *r, uint64_t offset, uint64_t *count)
 {
     const uint8_t *p = r->buf + offset;
 
@@ -537,7 +425,7 @@ static uint64_t vector_header(const struct renderer *r, uint64_t offset, uint64_
 }
 
 /* Returns the offset just past the object at offset, which validation has checked. */
-static uint64_t object_end(struct renderer *r, uint64_t offset)
+static uint64_t object_end(struct json_renderer *r, uint64_t offset)
 {
     uint64_t size = 0;
 
@@ -550,12 +438,12 @@ static uint64_t object_end(struct renderer *r, uint64_t offset)
 
 /* Table layout: 98, attribute, 99, the symbol vector of names, the general list of columns.
  * Stores the column count and returns the offset of the first column name. */
-static uint64_t table_names(const struct renderer *r, uint64_t offset, uint64_t *column_count)
+static uint64_t table_names(const struct json_renderer *r, uint64_t offset, uint64_t *column_count)
 {
     return vector_header(r, offset + 3, column_count);
 }
 
-static uint64_t skip_symbols(const struct renderer *r, uint64_t offset, uint64_t count)
+static uint64_t skip_symbols(const struct json_renderer *r, uint64_t offset, uint64_t count)
 {
     for (uint64_t i = 0; i < count; i++)
         offset += strlen((const char *)r->buf + offset) + 1;
@@ -563,7 +451,7 @@ static uint64_t skip_symbols(const struct renderer *r, uint64_t offset, uint64_t
 }
 
 /* Returns the offset of the first column of the table at offset. */
-static uint64_t table_first_column(const struct renderer *r, uint64_t offset)
+static uint64_t table_first_column(const struct json_renderer *r, uint64_t offset)
 {
     uint64_t column_count;
     uint64_t names = table_names(r, offset, &column_count);
@@ -575,7 +463,7 @@ static uint64_t table_first_column(const struct renderer *r, uint64_t offset)
 
 /* Returns the items of a list-like object: its count, or for a table its row count, the
  * count of its first column (validation checked that all columns agree). */
-static uint64_t item_count(const struct renderer *r, uint64_t offset)
+static uint64_t item_count(const struct json_renderer *r, uint64_t offset)
 {
     uint64_t count = 0;
 
@@ -602,7 +490,7 @@ static void items_close(struct items *it)
 
 /* Opens a cursor over the list-like object at offset. For a table it opens one cursor
  * per column, so *end (the offset past the object) costs a walk over the columns. */
-static int items_open(struct renderer *r, uint64_t offset, struct items *it, uint64_t *end)
+static int items_open(struct json_renderer *r, uint64_t offset, struct items *it, uint64_t *end)
 {
     memset(it, 0, sizeof(*it));
     it->type = type_at(r, offset);
@@ -671,7 +559,7 @@ static void write_hex_content(struct writer *w, const uint8_t *p, uint64_t n)
     static const char hex[] = "0123456789abcdef";
     char text[128];
 
-    while (n > 0 && !w->failed) {
+    while (n > 0) {
         size_t part = n < sizeof(text) / 2 ? (size_t)n : sizeof(text) / 2;
         for (size_t i = 0; i < part; i++) {
             text[2 * i] = hex[p[i] >> 4];
@@ -681,16 +569,6 @@ static void write_hex_content(struct writer *w, const uint8_t *p, uint64_t n)
         p += part;
         n -= part;
     }
-}
-
-/* Writes the symbol at p. The empty symbol is q's null, except in a key, which must be a
- * string. */
-static void write_symbol(struct writer *w, const uint8_t *p)
-{
-    if (p[0] == '\0' && !w->key_pending)
-        emit_text(w, "null");
-    else
-        write_string(w, p, strlen((const char *)p));
 }
 
 /* Writes the integer or temporal item at p, whose type has null and infinity values. */
@@ -710,34 +588,34 @@ static void write_integer_based(struct writer *w, int type, const uint8_t *p, in
 
     switch (type) {
     case 5:
-        format_int64(text, qdec_get_short(p, little_endian));
+        json_format_int64(text, qdec_get_short(p, little_endian));
         break;
     case 6:
-        format_int64(text, qdec_get_int(p, little_endian));
+        json_format_int64(text, qdec_get_int(p, little_endian));
         break;
     case 7:
-        format_int64(text, qdec_get_long(p, little_endian));
+        json_format_int64(text, qdec_get_long(p, little_endian));
         break;
     case 12:
-        format_date_time(text, qdec_get_long(p, little_endian), NANOSECONDS_PER_SECOND, 9);
+        json_format_date_time(text, qdec_get_long(p, little_endian), NANOSECONDS_PER_SECOND, 9);
         break;
     case 13:
-        format_month(text, qdec_get_int(p, little_endian));
+        json_format_month(text, qdec_get_int(p, little_endian));
         break;
     case 14:
-        format_date(text, qdec_get_int(p, little_endian));
+        json_format_date(text, qdec_get_int(p, little_endian));
         break;
     case 16:
-        format_timespan(text, qdec_get_long(p, little_endian));
+        json_format_timespan(text, qdec_get_long(p, little_endian));
         break;
     case 17:
-        format_minute(text, qdec_get_int(p, little_endian));
+        json_format_minute(text, qdec_get_int(p, little_endian));
         break;
     case 18:
-        format_second(text, qdec_get_int(p, little_endian));
+        json_format_second(text, qdec_get_int(p, little_endian));
         break;
     case 19:
-        format_time(text, qdec_get_int(p, little_endian));
+        json_format_time(text, qdec_get_int(p, little_endian));
         break;
     }
 
@@ -763,12 +641,12 @@ static void write_floating(struct writer *w, int type, const uint8_t *p, int lit
     }
 
     if (type == 8) {
-        format_real(text, qdec_get_real(p, little_endian));
+        json_format_real(text, qdec_get_real(p, little_endian));
         emit_text(w, text);
     } else if (type == 9) {
-        format_float(text, qdec_get_float(p, little_endian));
+        json_format_float(text, qdec_get_float(p, little_endian));
         emit_text(w, text);
-    } else if (format_datetime(text, qdec_get_float(p, little_endian))) {
+    } else if (json_format_datetime(text, qdec_get_float(p, little_endian))) {
         write_string(w, text, strlen(text));
     } else {
         /* NOTE: no calendar text exists for datetimes this far out, so they render as
@@ -777,7 +655,8 @@ static void write_floating(struct writer *w, int type, const uint8_t *p, int lit
     }
 }
 
-/* Writes one item of type 1..19 (the vector type; atoms pass their negated type). */
+/* Writes one item of type 1..19 other than a symbol, which write_symbol writes (the vector
+ * type; atoms pass their negated type). */
 static void write_item(struct writer *w, int type, const uint8_t *p, int little_endian)
 {
     switch (type) {
@@ -801,271 +680,523 @@ static void write_item(struct writer *w, int type, const uint8_t *p, int little_
     case 10:
         write_string(w, p, 1);
         break;
-    case 11:
-        write_symbol(w, p);
-        break;
     default:
         write_integer_based(w, type, p, little_endian);
         break;
     }
 }
 
-/* ---- vectors, lists, tables and dictionaries ------------------------------------------ */
+/* ---- the frame stack ---------------------------------------------------------------- */
 
-/* Writes the next item of a cursor and moves past it. */
-static int items_write_next(struct renderer *r, struct items *it);
-
-/* Writes the fields of the cursor's next row, numbering them from *field, and advances
- * every column. */
-static int write_row_fields(struct renderer *r, struct items *it, uint64_t *field)
+static struct frame *frame_at(struct json_renderer *r, unsigned index)
 {
-    struct writer *w = r->w;
-    uint64_t name = it->names;
-
-    for (uint64_t i = 0; i < it->column_count; i++) {
-        const char *text = (const char *)r->buf + name;
-        size_t length = strlen(text);
-
-        item_start(w, (*field)++);
-        string_open(w);
-        string_content(w, text, length);
-        string_close(w);
-        emit(w, ":", 1);
-        if (w->pretty && w->quoted == 0)
-            emit(w, " ", 1);
-        int status = items_write_next(r, &it->columns[i]);
-        if (status != JSON_OK)
-            return status;
-        name += length + 1;
-    }
-    return JSON_OK;
+    return &r->blocks[index / FRAMES_PER_BLOCK][index % FRAMES_PER_BLOCK];
 }
 
-static int items_write_next(struct renderer *r, struct items *it)
+/* Pushes a frame for the value at offset, whose end offset is stored in *end_out when the
+ * frame is popped (end_out may be NULL). Returns the frame, or NULL after a failure. */
+static struct frame *push(struct json_renderer *r, enum frame_kind kind, uint64_t offset,
+                          uint64_t *end_out)
 {
-    struct writer *w = r->w;
-    int status = JSON_OK;
+    unsigned block = r->depth / FRAMES_PER_BLOCK;
+
+    if (r->depth == MAX_FRAMES) {
+        fail_bug(r, offset, "the value nests deeper than the renderer's frame stack");
+        return NULL;
+    }
+    if (r->blocks[block] == NULL) {
+        r->blocks[block] = malloc(FRAMES_PER_BLOCK * sizeof(struct frame));
+        if (r->blocks[block] == NULL) {
+            fail(r, JSON_OUT_OF_MEMORY, offset);
+            return NULL;
+        }
+    }
+
+    struct frame *f = frame_at(r, r->depth++);
+    f->kind = kind;
+    f->phase = 0;
+    f->offset = offset;
+    f->end = 0;
+    f->end_out = end_out;
+    return f;
+}
+
+static void pop(struct json_renderer *r, struct frame *f)
+{
+    if (f->end_out != NULL)
+        *f->end_out = f->end;
+    r->depth--;
+}
+
+/* Turns a value frame into the frame of its kind, which takes the next step. */
+static void become(struct frame *f, enum frame_kind kind)
+{
+    f->kind = kind;
+    f->phase = 0;
+}
+
+/* Frees the column cursors of a frame that is abandoned before its last step. */
+static void frame_close(struct frame *f)
+{
+    if (f->kind == FRAME_ARRAY) {
+        items_close(&f->u.array.items);
+    } else if (f->kind == FRAME_OBJECT) {
+        items_close(&f->u.object.keys);
+        items_close(&f->u.object.values);
+    }
+}
+
+/* Returns 1 while the buffer is below JSON_CHUNK_SIZE, so another step may start. */
+static int has_room(const struct json_renderer *r)
+{
+    return r->w.used < JSON_CHUNK_SIZE;
+}
+
+/* ---- texts, symbols and cursor items ------------------------------------------------- */
+
+/* Writes the length bytes at offset as string content, as a string of their own when quote
+ * is set, and as hex digits when hex is set. A short text is written at once, a longer one
+ * by a pushed text frame. Returns 1 when it pushed a frame (or failed to), which must run
+ * before anything else is written. */
+static int write_text(struct json_renderer *r, uint64_t offset, uint64_t length, int quote,
+                      int hex)
+{
+    struct writer *w = &r->w;
+
+    if (length > INLINE_TEXT_MAX) {
+        struct frame *f = push(r, FRAME_TEXT, offset, NULL);
+        if (f != NULL) {
+            f->u.text.next = offset;
+            f->u.text.stop = offset + length;
+            f->u.text.quote = quote;
+            f->u.text.hex = hex;
+        }
+        return 1;
+    }
+
+    if (quote)
+        string_open(w);
+    if (hex)
+        write_hex_content(w, r->buf + offset, length);
+    else
+        string_content(w, r->buf + offset, (size_t)length);
+    if (quote)
+        string_close(w);
+    return 0;
+}
+
+/* Writes the symbol of length bytes at offset. The empty symbol is q's null, except in a
+ * key, which must be a string. Returns 1 when it pushed a text frame. */
+static int write_symbol(struct json_renderer *r, uint64_t offset, size_t length)
+{
+    if (length == 0 && !r->w.key_pending) {
+        emit_text(&r->w, "null");
+        return 0;
+    }
+    return write_text(r, offset, length, 1, 0);
+}
+
+/* Pushes a row frame for the next row of one table, or of a keyed table's key and value
+ * tables (second may be NULL). The row frame advances the column cursors. */
+static void push_row(struct json_renderer *r, const struct items *first,
+                     const struct items *second)
+{
+    struct frame *f = push(r, FRAME_ROW, first->names, NULL);
+    const struct items *tables[2] = { first, second };
+
+    if (f == NULL)
+        return;
+    f->u.row.table_count = second != NULL ? 2 : 1;
+    for (unsigned i = 0; i < f->u.row.table_count; i++) {
+        f->u.row.tables[i].cursors = tables[i]->columns;
+        f->u.row.tables[i].names = tables[i]->names;
+        f->u.row.tables[i].count = tables[i]->column_count;
+    }
+    f->u.row.table = 0;
+    f->u.row.column = 0;
+    f->u.row.name = first->names;
+    f->u.row.fields = 0;
+}
+
+/* Writes the next item of a cursor and moves past it. An item that needs a frame of its
+ * own (a row, an item of a general list, a long symbol) is pushed instead, and the cursor
+ * has moved past it once that frame is popped. Returns 1 when it pushed a frame. */
+static int items_write_next(struct json_renderer *r, struct items *it)
+{
+    const uint8_t *p = r->buf + it->next;
 
     if (it->type == 98) {
-        uint64_t fields = 0;
-        container_open(w, '{');
-        status = write_row_fields(r, it, &fields);
-        container_close(w, '}', fields);
-    } else if (it->type == 0) {
-        status = render_value(r, it->next, &it->next);
-    } else {
-        const uint8_t *p = r->buf + it->next;
-        write_item(w, it->type, p, r->little_endian);
-        if (it->type == 11)
-            it->next += strlen((const char *)p) + 1;
-        else
-            it->next += qdec_item_size(it->type);
+        push_row(r, it, NULL);
+        return 1;
     }
-    if (status != JSON_OK)
-        return status;
-    return check_writer(r, it->next);
+    if (it->type == 0) {
+        push(r, FRAME_VALUE, it->next, &it->next);
+        return 1;
+    }
+    if (it->type == 11) {
+        size_t length = strlen((const char *)p);
+        uint64_t symbol = it->next;
+
+        it->next += length + 1;
+        return write_symbol(r, symbol, length);
+    }
+
+    write_item(&r->w, it->type, p, r->little_endian);
+    it->next += qdec_item_size(it->type);
+    return 0;
 }
 
-/* Writes the next item of a key cursor as an object key. */
-static int items_write_next_key(struct renderer *r, struct items *it)
+/* Writes "name": as the index-th entry of an object. */
+static void write_literal_key(struct writer *w, uint64_t index, const char *name)
 {
-    struct writer *w = r->w;
-
+    item_start(w, index);
     key_open(w);
-    int status = items_write_next(r, it);
+    string_text(w, name);
     key_close(w);
-    return status;
 }
 
-/* Writes the items of a cursor as a JSON array. */
-static int write_array(struct renderer *r, struct items *it, uint64_t offset)
-{
-    struct writer *w = r->w;
-    int status = JSON_OK;
+/* ---- the first step of a value --------------------------------------------------------- */
 
-    container_open(w, '[');
-    for (uint64_t i = 0; i < it->count && status == JSON_OK; i++) {
-        item_start(w, i);
-        status = items_write_next(r, it);
+/* Phases of a value frame. */
+enum { VALUE_START, VALUE_DONE };
+
+static void start_atom(struct json_renderer *r, struct frame *f, int type)
+{
+    const uint8_t *p = r->buf + f->offset + 1;
+
+    if (type == 11) {
+        size_t length = strlen((const char *)p);
+
+        f->end = f->offset + 1 + length + 1;
+        f->phase = VALUE_DONE;
+        write_symbol(r, f->offset + 1, length);
+        return;
     }
-    container_close(w, ']', it->count);
-    if (status != JSON_OK)
-        return status;
-    return check_writer(r, offset);
+
+    write_item(&r->w, type, p, r->little_endian);
+    f->end = f->offset + 1 + qdec_item_size(type);
+    pop(r, f);
 }
 
-static int render_vector(struct renderer *r, uint64_t offset, uint64_t *end)
+/* Starts a vector or a general list. A string or a byte vector is one JSON string. */
+static void start_vector(struct json_renderer *r, struct frame *f)
 {
-    struct writer *w = r->w;
-    struct items it;
-    int status = items_open(r, offset, &it, end);
+    struct items *it = &f->u.array.items;
 
-    if (status != JSON_OK)
-        return status;
-    if (it.type == 10 || it.type == 4) {
-        string_open(w);
-        if (it.type == 10)
-            string_content(w, r->buf + it.next, (size_t)it.count);
-        else
-            write_hex_content(w, r->buf + it.next, it.count);
-        string_close(w);
-        return check_writer(r, offset);
+    items_open(r, f->offset, it, NULL);
+    if (it->type == 10 || it->type == 4) {
+        f->end = it->next + it->count;
+        f->phase = VALUE_DONE;
+        write_text(r, it->next, it->count, 1, it->type == 4);
+        return;
     }
-    return write_array(r, &it, offset);
+    f->u.array.index = 0;
+    become(f, FRAME_ARRAY);
 }
 
-static int render_table(struct renderer *r, uint64_t offset, uint64_t *end)
+static void start_table(struct json_renderer *r, struct frame *f)
 {
-    struct items it;
-
     /* A table without rows needs no column cursors. */
-    if (item_count(r, offset) == 0) {
-        container_open(r->w, '[');
-        container_close(r->w, ']', 0);
-        *end = object_end(r, offset);
-        return r->status == JSON_OK ? check_writer(r, offset) : r->status;
+    if (item_count(r, f->offset) == 0) {
+        container_open(&r->w, '[');
+        container_close(&r->w, ']', 0);
+        f->end = object_end(r, f->offset);
+        pop(r, f);
+        return;
     }
 
-    int status = items_open(r, offset, &it, end);
-    if (status != JSON_OK)
-        return status;
-    status = write_array(r, &it, offset);
-    items_close(&it);
-    return status;
+    if (items_open(r, f->offset, &f->u.array.items, &f->end) != JSON_OK)
+        return;
+    f->u.array.index = 0;
+    become(f, FRAME_ARRAY);
 }
 
-/* Writes a keyed table, a dictionary from a table to a table with as many rows, as an
- * array of row objects that hold the key columns and then the value columns. */
-static int write_keyed_table(struct renderer *r, struct items *keys, struct items *values,
-                             uint64_t offset)
+/*
+ * Starts a dictionary. Keys and values that are list-like and of equal count make an
+ * object, keys first converted to strings, or an array of row objects when both are
+ * tables (a keyed table). Any other dictionary becomes {"keys":...,"values":...}.
+ */
+static void start_dict(struct json_renderer *r, struct frame *f)
 {
-    struct writer *w = r->w;
-    int status = JSON_OK;
-
-    container_open(w, '[');
-    for (uint64_t i = 0; i < keys->count && status == JSON_OK; i++) {
-        uint64_t fields = 0;
-        item_start(w, i);
-        container_open(w, '{');
-        status = write_row_fields(r, keys, &fields);
-        if (status == JSON_OK)
-            status = write_row_fields(r, values, &fields);
-        container_close(w, '}', fields);
-    }
-    container_close(w, ']', keys->count);
-    if (status != JSON_OK)
-        return status;
-    return check_writer(r, offset);
-}
-
-/* Writes a dictionary whose keys and values are list-like and of equal count as an object,
- * keys first converted to strings. */
-static int write_object(struct renderer *r, struct items *keys, struct items *values,
-                        uint64_t offset)
-{
-    struct writer *w = r->w;
-    int status = JSON_OK;
-
-    container_open(w, '{');
-    for (uint64_t i = 0; i < keys->count && status == JSON_OK; i++) {
-        item_start(w, i);
-        status = items_write_next_key(r, keys);
-        if (status == JSON_OK)
-            status = items_write_next(r, values);
-    }
-    container_close(w, '}', keys->count);
-    if (status != JSON_OK)
-        return status;
-    return check_writer(r, offset);
-}
-
-/* Writes a dictionary that no object can represent (keys and values of different counts,
- * or not list-like) as {"keys":...,"values":...}. */
-static int write_keys_values(struct renderer *r, uint64_t keys, uint64_t *end)
-{
-    struct writer *w = r->w;
-    uint64_t values;
-
-    container_open(w, '{');
-    item_start(w, 0);
-    key_open(w);
-    string_text(w, "keys");
-    key_close(w);
-    int status = render_value(r, keys, &values);
-    if (status == JSON_OK) {
-        item_start(w, 1);
-        key_open(w);
-        string_text(w, "values");
-        key_close(w);
-        status = render_value(r, values, end);
-    }
-    container_close(w, '}', 2);
-    if (status != JSON_OK)
-        return status;
-    return check_writer(r, keys);
-}
-
-static int render_dict(struct renderer *r, uint64_t offset, uint64_t *end)
-{
-    uint64_t keys = offset + 1;
+    uint64_t keys = f->offset + 1;
     uint64_t values = object_end(r, keys);
     if (r->status != JSON_OK)
-        return r->status;
+        return;
 
     int key_type = type_at(r, keys);
     int value_type = type_at(r, values);
     if (!is_list_like(key_type) || !is_list_like(value_type) ||
-        item_count(r, keys) != item_count(r, values))
-        return write_keys_values(r, keys, end);
-
-    struct items key_items, value_items;
-    int status = items_open(r, keys, &key_items, NULL);
-    if (status != JSON_OK)
-        return status;
-    /* The end of a table is known once its cursors are open, and that of a vector or list
-     * once its items have been read. */
-    status = items_open(r, values, &value_items, value_type == 98 ? end : NULL);
-    if (status != JSON_OK) {
-        items_close(&key_items);
-        return status;
+        item_count(r, keys) != item_count(r, values)) {
+        f->u.keys_values.values = values;
+        become(f, FRAME_KEYS_VALUES);
+        return;
     }
 
-    if (key_type == 98 && value_type == 98)
-        status = write_keyed_table(r, &key_items, &value_items, offset);
+    struct items *key_items = &f->u.object.keys;
+    if (items_open(r, keys, key_items, NULL) != JSON_OK)
+        return;
+    /* The end of a table is known once its cursors are open, and that of a vector or list
+     * once its items have been read. */
+    if (items_open(r, values, &f->u.object.values, value_type == 98 ? &f->end : NULL) !=
+        JSON_OK) {
+        items_close(key_items);
+        return;
+    }
+    f->u.object.index = 0;
+    f->u.object.keyed_table = key_type == 98 && value_type == 98;
+    become(f, FRAME_OBJECT);
+}
+
+static int is_generic_null(const struct json_renderer *r, uint64_t offset)
+{
+    return type_at(r, offset) == 101 && r->buf[offset + 1] == 0;
+}
+
+/* Starts a function, a JSON string of its text. The generic null (::) is null. */
+static void start_function(struct json_renderer *r, struct frame *f, int type)
+{
+    if (is_generic_null(r, f->offset)) {
+        emit_text(&r->w, "null");
+        f->end = f->offset + 2;
+        pop(r, f);
+        return;
+    }
+
+    string_open(&r->w);
+    f->u.function.type = type;
+    f->u.function.quoted = 1;
+    become(f, FRAME_FUNCTION);
+}
+
+static void step_value(struct json_renderer *r, struct frame *f)
+{
+    int type = type_at(r, f->offset);
+
+    if (f->phase == VALUE_DONE)
+        pop(r, f);
+    else if (type == -128)
+        become(f, FRAME_ERROR);
+    else if (type >= -19 && type <= -1)
+        start_atom(r, f, -type);
+    else if (type >= 0 && type <= 19)
+        start_vector(r, f);
+    else if (type == 98)
+        start_table(r, f);
+    else if (type == 99 || type == QDEC_TYPE_SORTED_DICT)
+        start_dict(r, f);
+    else if (type >= QDEC_TYPE_LAMBDA && type <= QDEC_TYPE_EACH_LEFT)
+        start_function(r, f, type);
     else
-        status = write_object(r, &key_items, &value_items, offset);
-    if (value_type != 98)
-        *end = value_items.next;
-    items_close(&key_items);
-    items_close(&value_items);
-    return status;
+        fail(r, JSON_INVALID_MESSAGE, f->offset);     /* qdec_validate rejects the rest */
 }
 
-static int render_list(struct renderer *r, uint64_t offset, uint64_t *end)
-{
-    struct items it;
+/* ---- containers -------------------------------------------------------------------------- */
 
-    items_open(r, offset, &it, NULL);
-    int status = write_array(r, &it, offset);
-    *end = it.next;
-    return status;
+static void step_array(struct json_renderer *r, struct frame *f)
+{
+    struct writer *w = &r->w;
+    struct items *it = &f->u.array.items;
+
+    if (f->phase == 0) {
+        container_open(w, '[');
+        f->phase = 1;
+    }
+    while (f->u.array.index < it->count && has_room(r)) {
+        item_start(w, f->u.array.index++);
+        if (items_write_next(r, it))
+            return;
+    }
+    if (f->u.array.index < it->count || !has_room(r))
+        return;
+
+    container_close(w, ']', it->count);
+    if (it->type != 98)
+        f->end = it->next;
+    items_close(it);
+    pop(r, f);
 }
 
-static int render_error(struct renderer *r, uint64_t offset, uint64_t *end)
-{
-    struct writer *w = r->w;
-    const char *text = (const char *)r->buf + offset + 1;
-    size_t length = strlen(text);
+/* Phases of a row frame: the opening brace, then for each column its name and its value. */
+enum { ROW_OPEN, ROW_NAME, ROW_VALUE };
 
-    container_open(w, '{');
-    item_start(w, 0);
-    key_open(w);
-    string_text(w, "error");
-    key_close(w);
-    write_string(w, text, length);
+/* Returns the cursor of the row's current column, or NULL after the last column. */
+static struct items *row_column(struct frame *f)
+{
+    while (f->u.row.table < f->u.row.table_count &&
+           f->u.row.column == f->u.row.tables[f->u.row.table].count) {
+        f->u.row.table++;
+        f->u.row.column = 0;
+        if (f->u.row.table < f->u.row.table_count)
+            f->u.row.name = f->u.row.tables[f->u.row.table].names;
+    }
+    if (f->u.row.table == f->u.row.table_count)
+        return NULL;
+    return &f->u.row.tables[f->u.row.table].cursors[f->u.row.column];
+}
+
+/* Writes the fields of one row: each column name, and the column's next item. */
+static void step_row(struct json_renderer *r, struct frame *f)
+{
+    struct writer *w = &r->w;
+
+    if (f->phase == ROW_OPEN) {
+        container_open(w, '{');
+        f->phase = ROW_NAME;
+    }
+    while (has_room(r)) {
+        struct items *column = row_column(f);
+
+        if (column == NULL)
+            break;
+        if (f->phase == ROW_VALUE) {
+            emit(w, ":", 1);
+            if (w->pretty && w->quoted == 0)
+                emit(w, " ", 1);
+            f->u.row.column++;
+            f->phase = ROW_NAME;
+            if (items_write_next(r, column))
+                return;
+            continue;
+        }
+
+        uint64_t name = f->u.row.name;
+        size_t length = strlen((const char *)r->buf + name);
+        f->u.row.name += length + 1;
+        item_start(w, f->u.row.fields++);
+        f->phase = ROW_VALUE;
+        if (write_text(r, name, length, 1, 0))
+            return;
+    }
+    if (row_column(f) != NULL || !has_room(r))
+        return;
+
+    container_close(w, '}', f->u.row.fields);
+    pop(r, f);
+}
+
+/* Phases of an object frame: the opening bracket, then for each entry its key and its
+ * value. */
+enum { OBJECT_OPEN, OBJECT_KEY, OBJECT_VALUE };
+
+/* Writes a dictionary as an object, key by key, or a keyed table as an array of row
+ * objects that hold the key columns and then the value columns. */
+static void step_object(struct json_renderer *r, struct frame *f)
+{
+    struct writer *w = &r->w;
+    struct items *keys = &f->u.object.keys;
+    struct items *values = &f->u.object.values;
+    int keyed_table = f->u.object.keyed_table;
+
+    if (f->phase == OBJECT_OPEN) {
+        container_open(w, keyed_table ? '[' : '{');
+        f->phase = OBJECT_KEY;
+    }
+    while (has_room(r)) {
+        if (f->phase == OBJECT_VALUE) {
+            key_close(w);
+            f->phase = OBJECT_KEY;
+            if (items_write_next(r, values))
+                return;
+            continue;
+        }
+        if (f->u.object.index == keys->count)
+            break;
+
+        item_start(w, f->u.object.index++);
+        if (keyed_table) {
+            push_row(r, keys, values);
+            return;
+        }
+        key_open(w);
+        f->phase = OBJECT_VALUE;
+        if (items_write_next(r, keys))
+            return;
+    }
+    if (f->phase != OBJECT_KEY || f->u.object.index < keys->count || !has_room(r))
+        return;
+
+    container_close(w, keyed_table ? ']' : '}', keys->count);
+    if (values->type != 98)
+        f->end = values->next;
+    items_close(keys);
+    items_close(values);
+    pop(r, f);
+}
+
+/* Writes a dictionary that no object can represent (keys and values of different counts,
+ * or not list-like) as {"keys":...,"values":...}. */
+static void step_keys_values(struct json_renderer *r, struct frame *f)
+{
+    struct writer *w = &r->w;
+
+    switch (f->phase) {
+    case 0:
+        container_open(w, '{');
+        write_literal_key(w, 0, "keys");
+        f->phase = 1;
+        push(r, FRAME_VALUE, f->offset + 1, NULL);
+        break;
+    case 1:
+        write_literal_key(w, 1, "values");
+        f->phase = 2;
+        push(r, FRAME_VALUE, f->u.keys_values.values, &f->end);
+        break;
+    default:
+        container_close(w, '}', 2);
+        pop(r, f);
+        break;
+    }
+}
+
+static void step_error(struct json_renderer *r, struct frame *f)
+{
+    struct writer *w = &r->w;
+    uint64_t text = f->offset + 1;
+
+    if (f->phase == 0) {
+        size_t length = strlen((const char *)r->buf + text);
+
+        container_open(w, '{');
+        write_literal_key(w, 0, "error");
+        f->end = text + length + 1;
+        f->phase = 1;
+        write_text(r, text, length, 1, 0);
+        return;
+    }
     container_close(w, '}', 1);
-    *end = offset + 1 + length + 1;
-    return check_writer(r, offset);
+    pop(r, f);
+}
+
+/* Writes the next piece of a text frame's text, up to JSON_CHUNK_SIZE in the buffer. */
+static void step_text(struct json_renderer *r, struct frame *f)
+{
+    struct writer *w = &r->w;
+    const uint8_t *bytes = r->buf + f->u.text.next;
+    uint64_t left = f->u.text.stop - f->u.text.next;
+
+    if (f->phase == 0) {
+        if (f->u.text.quote)
+            string_open(w);
+        f->phase = 1;
+    }
+    if (f->u.text.hex) {
+        while (left > 0 && has_room(r)) {
+            uint64_t part = left < INLINE_TEXT_MAX ? left : INLINE_TEXT_MAX;
+
+            write_hex_content(w, bytes, part);
+            bytes += part;
+            left -= part;
+            f->u.text.next += part;
+        }
+    } else {
+        f->u.text.next += put_escaped_until(w, bytes, (size_t)left, JSON_CHUNK_SIZE);
+    }
+    if (f->u.text.next < f->u.text.stop)
+        return;
+
+    if (f->u.text.quote)
+        string_close(w);
+    pop(r, f);
 }
 
 /* ---- functions ------------------------------------------------------------------------- */
@@ -1076,29 +1207,6 @@ static const char PRIMITIVE_GLYPHS[] = ":+-*%&|^=<>$,#_~!?@.";
 
 /* The suffixes of types 106..111, the function with an iterator applied. */
 static const char *const ITERATOR_SUFFIXES[] = { "'", "/", "\\", "':", "/:", "\\:" };
-
-static int write_function_text(struct renderer *r, uint64_t offset, uint64_t *end);
-
-static int is_generic_null(const struct renderer *r, uint64_t offset)
-{
-    return type_at(r, offset) == 101 && r->buf[offset + 1] == 0;
-}
-
-/* Writes one part of a function's text: a function as its text, another value as its
- * compact JSON. An elided projection argument (::) writes nothing when elide_null is set. */
-static int write_function_part(struct renderer *r, uint64_t offset, int elide_null,
-                               uint64_t *end)
-{
-    int type = type_at(r, offset);
-
-    if (elide_null && is_generic_null(r, offset)) {
-        *end = offset + 2;
-        return JSON_OK;
-    }
-    if (type >= QDEC_TYPE_LAMBDA && type <= QDEC_TYPE_EACH_LEFT)
-        return write_function_text(r, offset, end);
-    return render_value(r, offset, end);
-}
 
 /* Writes a primitive: the generic null as ::, a unary primitive as its glyph and a colon
  * (-: is neg), an operator as its glyph, and codes without a known glyph by type and code
@@ -1119,102 +1227,175 @@ static void write_primitive_text(struct writer *w, int type, unsigned code)
     }
 }
 
-/* Writes the q text of a function (100..111) as string content: a lambda's source, a
- * primitive's glyph, and q-like forms for projections, compositions and iterators. */
-static int write_function_text(struct renderer *r, uint64_t offset, uint64_t *end)
+/* Pushes the frame that writes one part of a function's text: a function as its text,
+ * another value as its compact JSON. An elided projection argument (::) writes nothing
+ * when elide_null is set. The part's end offset is stored in *end_out. */
+static void push_function_part(struct json_renderer *r, uint64_t offset, int elide_null,
+                               uint64_t *end_out)
 {
-    struct writer *w = r->w;
     int type = type_at(r, offset);
-    int status = JSON_OK;
+
+    if (elide_null && is_generic_null(r, offset)) {
+        *end_out = offset + 2;
+        return;
+    }
+    if (type < QDEC_TYPE_LAMBDA || type > QDEC_TYPE_EACH_LEFT) {
+        push(r, FRAME_VALUE, offset, end_out);
+        return;
+    }
+
+    struct frame *f = push(r, FRAME_FUNCTION, offset, end_out);
+    if (f != NULL) {
+        f->u.function.type = type;
+        f->u.function.quoted = 0;
+    }
+}
+
+/* Phases of a function frame. */
+enum { FUNCTION_START, FUNCTION_BRACKET, FUNCTION_PARTS, FUNCTION_SUFFIX, FUNCTION_FINISH };
+
+/* Writes the text of a function (100..111) as string content: a lambda's source, a
+ * primitive's glyph, or the start of the q-like form of a projection, composition or
+ * function with an iterator. */
+static void start_function_text(struct json_renderer *r, struct frame *f)
+{
+    struct writer *w = &r->w;
+    int type = f->u.function.type;
 
     if (type == QDEC_TYPE_LAMBDA) {
-        uint64_t text = offset + 1 + strlen((const char *)r->buf + offset + 1) + 1;
+        uint64_t text = f->offset + 1 + strlen((const char *)r->buf + f->offset + 1) + 1;
         uint64_t length;
         uint64_t source = vector_header(r, text, &length);
-        string_content(w, r->buf + source, (size_t)length);
-        *end = source + length;
+
+        f->end = source + length;
+        f->phase = FUNCTION_FINISH;
+        write_text(r, source, length, 0, 0);
     } else if (type >= 101 && type <= QDEC_TYPE_ITERATOR) {
         if (type == QDEC_TYPE_ITERATOR) {
             char text[32];
-            snprintf(text, sizeof(text), "iterator %u", r->buf[offset + 1]);
+            snprintf(text, sizeof(text), "iterator %u", r->buf[f->offset + 1]);
             string_text(w, text);
         } else {
-            write_primitive_text(w, type, r->buf[offset + 1]);
+            write_primitive_text(w, type, r->buf[f->offset + 1]);
         }
-        *end = offset + 2;
+        f->end = f->offset + 2;
+        f->phase = FUNCTION_FINISH;
     } else if (type == QDEC_TYPE_PROJECTION || type == QDEC_TYPE_COMPOSITION) {
-        uint32_t count = ipc_read_u32(r->buf + offset + 1, r->little_endian);
-        uint64_t part = offset + 5;
-        int projection = type == QDEC_TYPE_PROJECTION;
-
+        f->u.function.count = ipc_read_u32(r->buf + f->offset + 1, r->little_endian);
+        f->u.function.part = f->offset + 5;
+        f->phase = FUNCTION_BRACKET;
         /* A projection f[a;;b] starts with its function; a composition shows as '[f;g]. */
-        if (projection)
-            status = write_function_part(r, part, 0, &part);
+        if (type == QDEC_TYPE_PROJECTION)
+            push_function_part(r, f->u.function.part, 0, &f->u.function.part);
         else
             string_content(w, "'", 1);
-        string_content(w, "[", 1);
-        for (uint32_t i = projection ? 1 : 0; i < count && status == JSON_OK; i++) {
-            if (i > (projection ? 1u : 0u))
-                string_content(w, ";", 1);
-            status = write_function_part(r, part, projection, &part);
-        }
-        string_content(w, "]", 1);
-        *end = part;
     } else {
-        status = write_function_part(r, offset + 1, 0, end);
+        f->phase = FUNCTION_SUFFIX;
+        push_function_part(r, f->offset + 1, 0, &f->end);
+    }
+}
+
+/* Writes the next part of a projection or composition between the brackets, or the
+ * closing bracket. The arguments of a projection follow its function. */
+static void write_next_function_part(struct json_renderer *r, struct frame *f)
+{
+    int projection = f->u.function.type == QDEC_TYPE_PROJECTION;
+    uint32_t first = projection ? 1 : 0;
+
+    if (f->u.function.index == f->u.function.count) {
+        string_content(&r->w, "]", 1);
+        f->end = f->u.function.part;
+        f->phase = FUNCTION_FINISH;
+        return;
+    }
+    if (f->u.function.index > first)
+        string_content(&r->w, ";", 1);
+    f->u.function.index++;
+    push_function_part(r, f->u.function.part, projection, &f->u.function.part);
+}
+
+static void step_function(struct json_renderer *r, struct frame *f)
+{
+    struct writer *w = &r->w;
+    int type = f->u.function.type;
+
+    switch (f->phase) {
+    case FUNCTION_START:
+        start_function_text(r, f);
+        break;
+    case FUNCTION_BRACKET:
+        string_content(w, "[", 1);
+        f->u.function.index = type == QDEC_TYPE_PROJECTION ? 1 : 0;
+        f->phase = FUNCTION_PARTS;
+        break;
+    case FUNCTION_PARTS:
+        write_next_function_part(r, f);
+        break;
+    case FUNCTION_SUFFIX:
         string_text(w, ITERATOR_SUFFIXES[type - QDEC_TYPE_EACH]);
+        f->phase = FUNCTION_FINISH;
+        break;
+    default:
+        if (f->u.function.quoted)
+            string_close(w);
+        pop(r, f);
+        break;
     }
-    if (status != JSON_OK)
-        return status;
-    return check_writer(r, offset);
 }
 
-/* Writes a function as a JSON string of its text; the generic null (::) is null. */
-static int render_function(struct renderer *r, uint64_t offset, uint64_t *end)
-{
-    if (is_generic_null(r, offset)) {
-        emit_text(r->w, "null");
-        *end = offset + 2;
-        return check_writer(r, offset);
-    }
+/* ---- rendering and the public functions ------------------------------------------------ */
 
-    string_open(r->w);
-    int status = write_function_text(r, offset, end);
-    string_close(r->w);
-    if (status != JSON_OK)
-        return status;
-    return check_writer(r, offset);
+static void step(struct json_renderer *r)
+{
+    struct frame *f = frame_at(r, r->depth - 1);
+
+    switch (f->kind) {
+    case FRAME_VALUE: step_value(r, f); break;
+    case FRAME_ARRAY: step_array(r, f); break;
+    case FRAME_ROW: step_row(r, f); break;
+    case FRAME_OBJECT: step_object(r, f); break;
+    case FRAME_KEYS_VALUES: step_keys_values(r, f); break;
+    case FRAME_ERROR: step_error(r, f); break;
+    case FRAME_TEXT: step_text(r, f); break;
+    case FRAME_FUNCTION: step_function(r, f); break;
+    }
 }
 
-/* ---- dispatch ------------------------------------------------------------------------- */
-
-/* Writes the JSON text of the object at offset and stores the offset past it in *end. */
-static int render_value(struct renderer *r, uint64_t offset, uint64_t *end)
+/* Returns the offset of the value being rendered, for error reports. */
+static uint64_t current_offset(struct json_renderer *r)
 {
-    int type = type_at(r, offset);
+    return r->depth > 0 ? frame_at(r, r->depth - 1)->offset : r->end;
+}
 
-    if (type == -128)
-        return render_error(r, offset, end);
-    if (type >= -19 && type <= -1) {
-        const uint8_t *p = r->buf + offset + 1;
-        write_item(r->w, -type, p, r->little_endian);
-        *end = offset + 1 + (type == -11 ? strlen((const char *)p) + 1 : qdec_item_size(type));
-        return check_writer(r, offset);
+/* Moves the text not yet taken to the start of the buffer, then renders until the buffer
+ * contains JSON_CHUNK_SIZE bytes, the text is complete or rendering fails. */
+static void refill(struct json_renderer *r)
+{
+    struct writer *w = &r->w;
+    size_t pending = w->used - r->head;
+
+    memmove(w->buffer, w->buffer + r->head, pending);
+    w->used = pending;
+    r->head = 0;
+
+    while (r->depth > 0 && r->status == JSON_OK && has_room(r)) {
+        step(r);
+        if (w->overflowed)
+            fail_bug(r, current_offset(r), "a rendering step wrote more than STEP_MAX bytes");
     }
-    if (type == 0)
-        return render_list(r, offset, end);
-    if (type >= 1 && type <= 19)
-        return render_vector(r, offset, end);
-    if (type == 98)
-        return render_table(r, offset, end);
-    if (type == 99 || type == QDEC_TYPE_SORTED_DICT)
-        return render_dict(r, offset, end);
-    if (type >= QDEC_TYPE_LAMBDA && type <= QDEC_TYPE_EACH_LEFT)
-        return render_function(r, offset, end);
+}
 
-    /* qdec_validate rejects every other type byte. */
-    *end = r->len;
-    return fail(r, JSON_INVALID_MESSAGE, offset);
+/* Makes up to requested bytes of the text available at *bytes (requested <=
+ * JSON_CHUNK_SIZE) and returns their number, fewer only at the end of the text or after a
+ * failure. */
+static size_t take(struct json_renderer *r, size_t requested, const char **bytes)
+{
+    if (r->w.used - r->head < requested && r->depth > 0 && r->status == JSON_OK)
+        refill(r);
+
+    size_t available = r->w.used - r->head;
+    *bytes = r->w.buffer + r->head;
+    return available < requested ? available : requested;
 }
 
 static void set_error(struct qdec_error *err, uint64_t offset, const char *reason)
@@ -1226,14 +1407,28 @@ static void set_error(struct qdec_error *err, uint64_t offset, const char *reaso
     snprintf(err->message, sizeof(err->message), "offset %" PRIu64 ": %s", offset, reason);
 }
 
-int json_render(const uint8_t *msg, uint64_t len, const struct json_options *options,
-                json_write_fn write, void *ctx, struct qdec_error *err)
+/* Fills err with the renderer's failure and returns its status. */
+static int report_failure(const struct json_renderer *r, struct qdec_error *err)
+{
+    if (r->failure != NULL)
+        set_error(err, r->failed_offset, r->failure);
+    else if (r->status == JSON_INVALID_MESSAGE)
+        set_error(err, r->failed_offset, "the renderer read a value that validation rejects");
+    else
+        set_error(err, r->failed_offset, json_status_text(r->status));
+    return r->status;
+}
+
+int json_renderer_new(const uint8_t *msg, uint64_t len, const struct json_options *options,
+                      struct json_renderer **renderer, struct qdec_error *err)
 {
     static const struct json_options defaults = { 0 };
 
+    if (renderer != NULL)
+        *renderer = NULL;
     if (options == NULL)
         options = &defaults;
-    if (write == NULL || msg == NULL ||
+    if (renderer == NULL || msg == NULL ||
         (options->infinity != JSON_INFINITY_NULL && options->infinity != JSON_INFINITY_STRING)) {
         set_error(err, 0, json_status_text(JSON_INVALID_ARGUMENT));
         return JSON_INVALID_ARGUMENT;
@@ -1241,30 +1436,99 @@ int json_render(const uint8_t *msg, uint64_t len, const struct json_options *opt
     if (qdec_validate(msg, len, err) != QDEC_OK)
         return JSON_INVALID_MESSAGE;
 
-    struct writer *w = malloc(sizeof(*w));
-    if (w == NULL) {
+    struct json_renderer *r = malloc(sizeof(*r));
+    if (r == NULL) {
         set_error(err, 0, json_status_text(JSON_OUT_OF_MEMORY));
         return JSON_OUT_OF_MEMORY;
     }
-    memset(w, 0, offsetof(struct writer, buffer));
-    w->write = write;
-    w->ctx = ctx;
-    w->pretty = options->pretty != 0;
-    w->infinity = options->infinity;
+    /* Everything but the output buffer starts zeroed. */
+    memset(r, 0, offsetof(struct json_renderer, w) + offsetof(struct writer, buffer));
+    r->buf = msg;
+    r->len = len;
+    r->little_endian = msg[0] == 1;
+    r->w.pretty = options->pretty != 0;
+    r->w.infinity = options->infinity;
+    r->blocks[0] = r->first_block;
+    push(r, FRAME_VALUE, IPC_HEADER_SIZE, &r->end);
 
-    struct renderer r = { .buf = msg, .len = len, .little_endian = msg[0] == 1, .w = w };
-    uint64_t end = 0;
-    render_value(&r, IPC_HEADER_SIZE, &end);
-    flush(w);
-    if (r.status == JSON_OK && w->failed)
-        fail(&r, JSON_WRITE_FAILED, end);
-    free(w);
+    *renderer = r;
+    return JSON_OK;
+}
 
-    if (r.status == JSON_INVALID_MESSAGE)
-        set_error(err, r.failed_offset, "the renderer read a value that validation rejects");
-    else if (r.status != JSON_OK)
-        set_error(err, r.failed_offset, json_status_text(r.status));
-    return r.status;
+int json_renderer_next(struct json_renderer *r, char *buf, size_t size, size_t *written,
+                       struct qdec_error *err)
+{
+    if (written != NULL)
+        *written = 0;
+    if (r == NULL || buf == NULL || size == 0 || written == NULL) {
+        set_error(err, 0, json_status_text(JSON_INVALID_ARGUMENT));
+        return JSON_INVALID_ARGUMENT;
+    }
+
+    while (*written < size) {
+        size_t requested = size - *written;
+        const char *bytes;
+
+        if (requested > JSON_CHUNK_SIZE)
+            requested = JSON_CHUNK_SIZE;
+        size_t length = take(r, requested, &bytes);
+
+        if (r->status != JSON_OK) {
+            *written = 0;
+            return report_failure(r, err);
+        }
+        if (length == 0)
+            break;
+        memcpy(buf + *written, bytes, length);
+        r->head += length;
+        *written += length;
+    }
+    return JSON_OK;
+}
+
+void json_renderer_free(struct json_renderer *r)
+{
+    if (r == NULL)
+        return;
+    for (unsigned i = 0; i < r->depth; i++)
+        frame_close(frame_at(r, i));
+    for (unsigned block = 1; block < FRAME_BLOCKS; block++)
+        free(r->blocks[block]);
+    free(r);
+}
+
+int json_render(const uint8_t *msg, uint64_t len, const struct json_options *options,
+                json_write_fn write, void *ctx, struct qdec_error *err)
+{
+    struct json_renderer *r;
+
+    if (write == NULL) {
+        set_error(err, 0, json_status_text(JSON_INVALID_ARGUMENT));
+        return JSON_INVALID_ARGUMENT;
+    }
+    int status = json_renderer_new(msg, len, options, &r, err);
+    if (status != JSON_OK)
+        return status;
+
+    for (;;) {
+        const char *bytes;
+        size_t length = take(r, JSON_CHUNK_SIZE, &bytes);
+
+        if (r->status != JSON_OK) {
+            status = report_failure(r, err);
+            break;
+        }
+        if (length == 0)
+            break;
+        if (write(ctx, bytes, length) != 0) {
+            fail(r, JSON_WRITE_FAILED, current_offset(r));
+            status = report_failure(r, err);
+            break;
+        }
+        r->head += length;
+    }
+    json_renderer_free(r);
+    return status;
 }
 
 const char *json_status_text(int status)
@@ -1277,9 +1541,10 @@ const char *json_status_text(int status)
     case JSON_WRITE_FAILED:
         return "the sink failed";
     case JSON_OUT_OF_MEMORY:
-        return "out of memory for the column cursors of a table";
+        return "out of memory for the renderer's frames or a table's column cursors";
     case JSON_INVALID_ARGUMENT:
-        return "invalid argument: the sink is NULL or json_options.infinity is unknown";
+        return "invalid argument: a NULL pointer, a buffer size of 0 or an unknown "
+               "json_options.infinity";
     }
     return "unknown JSON status";
 }

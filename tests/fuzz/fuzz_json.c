@@ -7,8 +7,9 @@
  * Each rendering must agree with qdec_validate. A rejected message writes nothing and
  * reports qdec's error. An accepted one yields valid JSON in chunks of at most
  * JSON_CHUNK_SIZE bytes, checked by the strict validator below, UTF-8 included. The pretty
- * text with its whitespace outside strings removed must equal the compact text. Any broken
- * invariant aborts.
+ * text with its whitespace outside strings removed must equal the compact text. The text
+ * read with json_renderer_next in pieces of varying size must equal the text of
+ * json_render. Any broken invariant aborts.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -279,6 +280,34 @@ static size_t strip_insignificant_space(char *text, size_t len)
     return n;
 }
 
+/* Reads the text of msg with json_renderer_next in pieces sized by seed, half of them 1 to
+ * 64 bytes and half up to twice JSON_CHUNK_SIZE, and requires that they join to
+ * expected[0..expected_len). */
+static void check_pieces(const uint8_t *msg, size_t len, const struct json_options *options,
+                         const char *expected, size_t expected_len, uint32_t seed)
+{
+    static char piece[2 * JSON_CHUNK_SIZE];
+    struct json_renderer *renderer;
+    size_t joined = 0;
+
+    require(json_renderer_new(msg, len, options, &renderer, NULL) == JSON_OK);
+    for (;;) {
+        size_t written;
+
+        seed = seed * 1103515245u + 12345u;
+        size_t size = 1 + (seed >> 9) % (seed & 256 ? 64 : sizeof(piece));
+        require(json_renderer_next(renderer, piece, size, &written, NULL) == JSON_OK);
+        if (written == 0)
+            break;
+        require(written == size || joined + written == expected_len);
+        require(joined + written <= expected_len);
+        require(memcmp(piece, expected + joined, written) == 0);
+        joined += written;
+    }
+    require(joined == expected_len);
+    json_renderer_free(renderer);
+}
+
 /* Renders msg with the given options and checks every invariant; returns the status and
  * hands the text to *out (caller frees out->data). */
 static int render_checked(const uint8_t *msg, size_t len, const struct json_options *options,
@@ -303,8 +332,10 @@ static int render_checked(const uint8_t *msg, size_t len, const struct json_opti
     }
     if (status == JSON_WRITE_FAILED)
         require(out->len + JSON_CHUNK_SIZE > OUTPUT_LIMIT);
-    if (status == JSON_OK)
+    if (status == JSON_OK) {
         require(is_valid_json(out->data, out->len));
+        check_pieces(msg, len, options, out->data, out->len, (uint32_t)len);
+    }
     return status;
 }
 

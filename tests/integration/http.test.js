@@ -1,9 +1,11 @@
 'use strict';
 // q queries over HTTP (GET and POST /q on http.port): results as JSON, compared with what
-// node-q decodes over IPC through qmux, gzip, chunked transfer of large results, every
-// error status, and the shared queue. docs/http.md describes the endpoint.
+// node-q decodes over IPC through qmux, gzip, chunked transfer of large results with
+// bounded memory and without blocking other clients, every error status, and the shared
+// queue. docs/http.md describes the endpoint.
 
 const assert = require('node:assert/strict');
+const fs = require('node:fs');
 const http = require('node:http');
 const net = require('node:net');
 const zlib = require('node:zlib');
@@ -117,9 +119,24 @@ function responseMessage(body) {
   return Buffer.concat([header, body]);
 }
 
+// A table of one boolean column with a long name, flip (enlist `$n#"c")!enlist rows#01b in
+// q: a small message whose JSON repeats the name in every row, so the text is about
+// nameLength times the message. Returns { body, json }, json being the text qmux renders.
+function wideTable(nameLength, rows) {
+  const name = 'c'.repeat(nameLength);
+  const values = Buffer.alloc(rows);
+  for (let i = 0; i < rows; i++) values[i] = i % 2;
+  const body = Buffer.concat([
+    Buffer.from([98, 0, 99]), symbolVector([name]), vectorHeader(0, 1), vectorHeader(1, rows), values,
+  ]);
+  const rowTexts = [`{"${name}":false}`, `{"${name}":true}`];
+  const json = `[${Array.from({ length: rows }, (_, i) => rowTexts[i % 2]).join(',')}]\n`;
+  return { body, json };
+}
+
 // A kdb+ server that accepts any login. For each sync request it returns the value from
-// SCRIPTED_RESULTS, the generic null for `::`, and the error 'nyi for anything else.
-function startScriptedUpstream() {
+// results, the generic null for `::`, and the error 'nyi for anything else.
+function startScriptedUpstream(results = SCRIPTED_RESULTS) {
   const server = net.createServer((socket) => {
     let buffered = Buffer.alloc(0);
     let loggedIn = false;
@@ -139,7 +156,7 @@ function startScriptedUpstream() {
         buffered = buffered.subarray(length);
         if (message[1] !== MSG_SYNC) continue;
         const text = message[8] === 10 ? message.subarray(14).toString('utf8') : '';
-        let body = SCRIPTED_RESULTS[text];
+        let body = results[text];
         if (body === undefined && text === '::') body = Buffer.from([101, 0]);
         if (body === undefined) body = Buffer.concat([Buffer.from([0x80]), Buffer.from(`nyi: ${text}\0`)]);
         socket.write(responseMessage(body));
@@ -267,6 +284,142 @@ integrationTest('http large result arrives chunked', async (env) => {
   assert.equal(small.headers['content-length'], String(small.body.length));
 });
 
+integrationTest('http large results equal node-q results', async (env) => {
+  const port = await startWithHttp(env);
+  const client = await nodeq.connect(env.qmux.port);
+
+  const longs = await client.sync('til 2000000', 30000);
+  const table = await client.sync('.standin.table 200000', 30000);
+  await client.close();
+  assert.equal(longs.length, 2000000);
+  assert.equal(table.length, 200000);
+
+  for (const encoding of ['identity', 'gzip']) {
+    const longsReply = await request(port, `/q?query=${encodeURIComponent('til 2000000')}`,
+      { headers: { 'Accept-Encoding': encoding } });
+    assert.equal(longsReply.status, 200, encoding);
+    assert.equal(longsReply.headers['transfer-encoding'], 'chunked', encoding);
+    const longsBody = encoding === 'gzip' ? zlib.gunzipSync(longsReply.body) : longsReply.body;
+    const values = JSON.parse(longsBody.toString('utf8'));
+    assert.equal(values.length, longs.length, `${encoding}: item count`);
+    const firstLongDifference = values.findIndex((value, i) => value !== longs[i]);
+    assert.equal(firstLongDifference, -1, `${encoding}: first item that differs from node-q's`);
+
+    const tableReply = await request(port, `/q?query=${encodeURIComponent('.standin.table 200000')}`,
+      { headers: { 'Accept-Encoding': encoding } });
+    assert.equal(tableReply.status, 200, encoding);
+    const tableBody = encoding === 'gzip' ? zlib.gunzipSync(tableReply.body) : tableReply.body;
+    const rows = JSON.parse(tableBody.toString('utf8'));
+    assert.equal(rows.length, table.length, `${encoding}: row count`);
+    const firstRowDifference = rows.findIndex((row, i) => row.id !== table[i].id || row.sym !== table[i].sym ||
+      row.price !== table[i].price || row.size !== table[i].size || !sameInstant(row.time, table[i].time));
+    assert.equal(firstRowDifference, -1, `${encoding}: first row that differs from node-q's`);
+  }
+});
+
+// Reads the resident set size of a process from /proc, in bytes.
+function residentBytes(pid) {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(status.match(/^VmRSS:\s+(\d+) kB$/m)[1]) * 1024;
+}
+
+// GETs path without compression, stops reading for pauseMs after the first data, then reads
+// the rest. Resolves with { status, body }.
+function requestWithPause(port, path, pauseMs) {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: HOST, port, path, headers: { 'Accept-Encoding': 'identity' }, agent: false }, (res) => {
+      const chunks = [];
+      res.on('data', (chunk) => {
+        if (chunks.length === 0) {
+          res.pause();
+          setTimeout(() => res.resume(), pauseMs);
+        }
+        chunks.push(chunk);
+      });
+      res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+integrationTest('http slow reader keeps memory bounded', { skip: upstreamIsQ() && 'uses a scripted upstream' }, async (env, t) => {
+  // About 60 MB of JSON from a 60 KB message.
+  const wide = wideTable(1000, 60000);
+  const upstream = await startScriptedUpstream({ 'wide table': wide.body });
+  try {
+    // AddressSanitizer's quarantine keeps freed memory resident, up to 16 MiB in these tests,
+    // which would count every chunk ever sent; 1 MiB keeps it out of the measurement.
+    const port = await startWithHttp(env, {
+      upstreamPort: upstream.address().port,
+      processEnv: { ASAN_OPTIONS: 'quarantine_size_mb=1:detect_leaks=1' },
+    });
+    assert.equal((await query(port, '::')).status, 200, 'a first query, so that the baseline includes its memory');
+    const baseline = residentBytes(env.qmux.pid);
+
+    let peak = baseline;
+    const sampler = setInterval(() => { peak = Math.max(peak, residentBytes(env.qmux.pid)); }, 20);
+    let response;
+    try {
+      response = await requestWithPause(port, `/q?query=${encodeURIComponent('wide table')}`, 1500);
+    } finally {
+      clearInterval(sampler);
+    }
+
+    assert.equal(response.status, 200);
+    assert.equal(response.body.length, wide.json.length, 'the whole text arrived');
+    assert.ok(response.body.equals(Buffer.from(wide.json)), 'the text is the expected JSON');
+    const growth = peak - baseline;
+    t.diagnostic(`RSS grew by ${(growth / 1048576).toFixed(1)} MiB`);
+    assert.ok(growth < wide.json.length / 4,
+      `RSS grew by ${(growth / 1048576).toFixed(1)} MiB while the client read ` +
+      `${(wide.json.length / 1048576).toFixed(1)} MiB of JSON slowly`);
+  } finally {
+    await env.stop();
+    upstream.close();
+  }
+});
+
+// Sends GET /q for text with Accept-Encoding: gzip, and closes the connection as soon as
+// the request is written. Resolves when it is closed.
+function abandonedRequest(port, text) {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, HOST, () => {
+      socket.write(`GET /q?query=${encodeURIComponent(text)} HTTP/1.1\r\nHost: ${HOST}\r\n` +
+        'Accept-Encoding: gzip\r\n\r\n', () => socket.destroy());
+    });
+    socket.on('close', resolve);
+    socket.on('error', reject);
+  });
+}
+
+integrationTest('http abandoned replies do not block IPC', async (env, t) => {
+  const abandoned = 4;
+  const port = await startWithHttp(env, { poolSize: abandoned + 1 });
+  const client = await nodeq.connect(env.qmux.port);
+  await client.sync('til 3');
+
+  // Each response is 24 MB of longs, 23 MB of JSON to gzip for a client that is gone.
+  await Promise.all(Array.from({ length: abandoned }, () => abandonedRequest(port, 'til 3000000')));
+  const closedClients = () => (env.qmux.stderr.match(/client \d+ http 127\.0\.0\.1:\d+: closed:/g) || []).length;
+  const latencies = [];
+  const started = Date.now();
+  while (closedClients() < abandoned || Date.now() - started < 1000) {
+    assert.ok(Date.now() - started < 30000, `${closedClients()} of ${abandoned} HTTP queries answered within 30 s`);
+    const sent = process.hrtime.bigint();
+    assert.deepEqual(await client.sync('til 3'), [0, 1, 2]);
+    latencies.push(Number(process.hrtime.bigint() - sent) / 1e6);
+    await sleep(20);
+  }
+  await client.close();
+
+  const slowest = Math.max(...latencies);
+  t.diagnostic(`slowest of ${latencies.length} IPC queries: ${slowest.toFixed(0)} ms`);
+  assert.ok(slowest < 500, `the slowest of ${latencies.length} IPC queries took ${slowest.toFixed(0)} ms ` +
+    'while qmux handled the abandoned HTTP replies');
+});
+
 // ---- errors ----
 
 integrationTest('http kdb+ errors are 400', async (env) => {
@@ -320,6 +473,12 @@ integrationTest('http malformed requests are 400', async (env) => {
   assert.equal(put.status, 405);
   assert.equal(put.headers.allow, 'GET, POST');
   assert.equal(JSON.parse(put.body).error, 'method not allowed');
+
+  // HEAD gets no body, so its 405 has only the status and the headers.
+  const head = await request(port, '/q?query=til%203', { method: 'HEAD' });
+  assert.equal(head.status, 405);
+  assert.equal(head.headers.allow, 'GET, POST');
+  assert.equal(head.body.length, 0);
 
   // The query at the limit still runs.
   const atLimit = `${'1+'.repeat(511)}1`;
@@ -514,4 +673,48 @@ integrationTest('SIGTERM lets an HTTP reply finish', async (env) => {
   assert.equal(values[999999], 999999);
   await waitFor(() => !env.qmux.running, { timeoutMs: 5000, what: 'qmux to exit' });
   assert.equal(env.qmux.exitCode, 0);
+});
+
+// GETs path without compression and calls onData(req, res) with the first data of the reply.
+function requestFirstData(port, path, onData) {
+  const req = http.request({ host: HOST, port, path, headers: { 'Accept-Encoding': 'identity' }, agent: false }, (res) => {
+    res.once('data', () => onData(req, res));
+  });
+  req.on('error', () => {});
+  req.end();
+}
+
+integrationTest('SIGTERM after a dropped reply', async (env) => {
+  const port = await startWithHttp(env, { poolSize: 1 });
+  // The client drops the connection after the first data of about 23 MB of JSON.
+  requestFirstData(port, `/q?query=${encodeURIComponent('til 3000000')}`, (req) => req.destroy());
+  await env.qmux.waitForLog(/connection closed after \d+ bytes of JSON; rendering stopped/, 10000);
+
+  env.qmux.stopRequested = true;
+  process.kill(env.qmux.pid, 'SIGTERM');
+  await waitFor(() => !env.qmux.running, { timeoutMs: 5000, what: 'qmux to exit' });
+  assert.equal(env.qmux.exitCode, 0);
+  assert.doesNotMatch(env.qmux.stderr, /HTTP replies still unwritten/,
+    'the dropped reply left the count, so the shutdown did not wait for it');
+});
+
+integrationTest('SIGTERM with a stalled HTTP reader', async (env) => {
+  const port = await startWithHttp(env, { poolSize: 1 });
+  // The client reads the first data of about 23 MB of JSON and then nothing.
+  let stalled;
+  const firstData = new Promise((resolve) => {
+    requestFirstData(port, `/q?query=${encodeURIComponent('til 3000000')}`, (req, res) => {
+      res.pause();
+      stalled = req;
+      resolve();
+    });
+  });
+  await firstData;
+
+  env.qmux.stopRequested = true;
+  process.kill(env.qmux.pid, 'SIGTERM');
+  await waitFor(() => !env.qmux.running, { timeoutMs: 8000, what: 'qmux to exit' });
+  stalled.destroy();
+  assert.equal(env.qmux.exitCode, 0);
+  assert.match(env.qmux.stderr, /1 HTTP replies still unwritten after 2000 ms; closing them/);
 });

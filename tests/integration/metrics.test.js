@@ -3,6 +3,7 @@
 // as JSON, and JSON for every other path.
 
 const assert = require('node:assert/strict');
+const http = require('node:http');
 const { HOST, freePort, integrationTest, waitFor } = require('./lib/harness');
 const { RawConnection } = require('./lib/rawipc');
 
@@ -184,4 +185,40 @@ integrationTest('unknown paths get JSON errors', async (env) => {
 
   const withQuery = await get(httpPort, '/health?verbose=1');
   assert.equal(withQuery.status, 200, 'the query string does not change the route');
+});
+
+// Sends one request through agent and resolves with { status, headers, body }.
+function agentRequest(agent, port, path, method) {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: HOST, port, path, method, agent }, (res) => {
+      const chunks = [];
+      res.on('data', (chunk) => chunks.push(chunk));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+integrationTest('HEAD replies have no body', async (env) => {
+  const httpPort = await startWithHttp(env);
+  // One connection for all requests, so a body sent after a HEAD reply would be read as the
+  // start of the next reply.
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  try {
+    for (const path of ['/', '/health', '/metrics']) {
+      const head = await agentRequest(agent, httpPort, path, 'HEAD');
+      const get = await agentRequest(agent, httpPort, path, 'GET');
+      assert.equal(head.status, 200, path);
+      assert.equal(head.body.length, 0, `${path}: HEAD reply without a body`);
+      assert.equal(head.headers['content-type'], get.headers['content-type'], path);
+      assert.ok(Number(head.headers['content-length']) > 0, `${path}: the length of the GET body`);
+    }
+    const page = await agentRequest(agent, httpPort, '/', 'HEAD');
+    const pageBody = await agentRequest(agent, httpPort, '/', 'GET');
+    assert.equal(page.headers['content-length'], String(pageBody.body.length));
+  } finally {
+    agent.destroy();
+  }
 });

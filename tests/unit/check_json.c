@@ -445,7 +445,60 @@ static int collect(void *ctx, const char *bytes, size_t length)
     return 0;
 }
 
-/* Renders msg, checks that the result is valid JSON, and returns it (caller frees). */
+/* Returns the next of a sequence of piece sizes from 1 byte to twice JSON_CHUNK_SIZE,
+ * mostly small ones, which depends only on *seed so that a failure repeats. */
+static size_t next_piece_size(uint32_t *seed)
+{
+    *seed = *seed * 1103515245u + 12345u;
+    uint32_t bits = *seed >> 8;
+
+    if (bits % 4 == 0)
+        return 1 + bits / 4 % (2 * JSON_CHUNK_SIZE);
+    return 1 + bits / 4 % 40;
+}
+
+/* Renders msg with json_renderer_next in pieces of varying size and checks that the
+ * pieces join to expected[0..expected_len), the text of json_render. */
+static void check_pieces(const uint8_t *msg, size_t len, const struct json_options *options,
+                         const char *name, const char *expected, size_t expected_len)
+{
+    struct json_renderer *renderer;
+    struct qdec_error err;
+    char *piece = malloc(2 * JSON_CHUNK_SIZE);
+    uint32_t seed = (uint32_t)len;
+    size_t joined = 0;
+
+    ck_assert_ptr_nonnull(piece);
+    ck_assert_int_eq(json_renderer_new(msg, len, options, &renderer, &err), JSON_OK);
+    for (;;) {
+        size_t size = next_piece_size(&seed);
+        size_t written = 0;
+
+        int status = json_renderer_next(renderer, piece, size, &written, &err);
+        ck_assert_msg(status == JSON_OK, "%s: piece after %zu bytes failed (%s): %s", name,
+                      joined, json_status_text(status), err.message);
+        if (written == 0)
+            break;
+        ck_assert_msg(written == size || joined + written == expected_len,
+                      "%s: a piece of %zu bytes before the end when %zu were requested", name,
+                      written, size);
+        ck_assert_msg(joined + written <= expected_len && memcmp(piece, expected + joined,
+                                                                 written) == 0,
+                      "%s: the piece at byte %zu differs from the whole text", name, joined);
+        joined += written;
+    }
+    ck_assert_msg(joined == expected_len, "%s: pieces end after %zu of %zu bytes", name, joined,
+                  expected_len);
+
+    size_t written = 1;
+    ck_assert_int_eq(json_renderer_next(renderer, piece, 10, &written, &err), JSON_OK);
+    ck_assert_uint_eq(written, 0);
+    json_renderer_free(renderer);
+    free(piece);
+}
+
+/* Renders msg, checks that the result is valid JSON and that rendering it in pieces gives
+ * the same text, and returns it (caller frees). */
 static char *render_json(const uint8_t *msg, size_t len, const struct json_options *options,
                          const char *name)
 {
@@ -461,6 +514,7 @@ static char *render_json(const uint8_t *msg, size_t len, const struct json_optio
     ck_assert_msg(reason == NULL, "%s: output is not valid JSON (%s): %s", name, reason,
                   out.data);
     ck_assert_uint_eq(strlen(out.data), out.len);
+    check_pieces(msg, len, options, name, out.data, out.len);
     return out.data;
 }
 
@@ -1395,9 +1449,32 @@ START_TEST(invalid_arguments_rejected)
     struct json_options options = { .infinity = 7 };
     ck_assert_int_eq(json_render(msg, len, &options, collect, &out, &err),
                      JSON_INVALID_ARGUMENT);
-    ck_assert_str_eq(err.message, "offset 0: invalid argument: the sink is NULL or "
-                                  "json_options.infinity is unknown");
+    ck_assert_str_eq(err.message, "offset 0: invalid argument: a NULL pointer, a buffer size "
+                                  "of 0 or an unknown json_options.infinity");
     ck_assert_uint_eq(out.len, 0);
+
+    struct json_renderer *renderer = (struct json_renderer *)&options;
+    ck_assert_int_eq(json_renderer_new(msg, len, &options, &renderer, &err),
+                     JSON_INVALID_ARGUMENT);
+    ck_assert_ptr_null(renderer);
+    ck_assert_int_eq(json_renderer_new(msg, len, NULL, NULL, &err), JSON_INVALID_ARGUMENT);
+    ck_assert_int_eq(json_renderer_new(NULL, len, NULL, &renderer, &err), JSON_INVALID_ARGUMENT);
+
+    char piece[8];
+    size_t written = 1;
+    ck_assert_int_eq(json_renderer_new(msg, len, NULL, &renderer, &err), JSON_OK);
+    ck_assert_int_eq(json_renderer_next(renderer, piece, 0, &written, &err),
+                     JSON_INVALID_ARGUMENT);
+    ck_assert_uint_eq(written, 0);
+    ck_assert_int_eq(json_renderer_next(renderer, NULL, sizeof(piece), &written, &err),
+                     JSON_INVALID_ARGUMENT);
+    ck_assert_int_eq(json_renderer_next(NULL, piece, sizeof(piece), &written, &err),
+                     JSON_INVALID_ARGUMENT);
+    ck_assert_int_eq(json_renderer_next(renderer, piece, sizeof(piece), &written, &err), JSON_OK);
+    ck_assert_uint_eq(written, 1);
+    ck_assert_mem_eq(piece, "1", 1);
+    json_renderer_free(renderer);
+    json_renderer_free(NULL);
     free(msg);
 }
 END_TEST
@@ -1527,6 +1604,9 @@ static void ignore_free(const volatile void *ptr)
 }
 #endif
 
+/* Heap bytes of one renderer with its first block of frames, as docs/json.md states. */
+#define RENDERER_MAX_BYTES (24 * 1024)
+
 /* Sink for large outputs: checks chunk sizes, counts bytes, keeps the last few bytes. */
 struct counting_sink {
     uint64_t bytes;
@@ -1613,9 +1693,9 @@ START_TEST(large_vector_memory)
     ck_assert_uint_eq(sink.bytes, expected_bytes);
     ck_assert_uint_eq(sink.max_chunk, JSON_CHUNK_SIZE);
     ck_assert_str_eq(sink.tail, "9999998,9999999]");
-    /* One allocation: the writer with its chunk buffer. */
+    /* One allocation: the renderer, with its buffer and first frames. */
     ck_assert_uint_le(allocations, 1);
-    ck_assert_uint_le(bytes, JSON_CHUNK_SIZE + 1024);
+    ck_assert_uint_le(bytes, RENDERER_MAX_BYTES);
     free(msg);
 }
 END_TEST
@@ -1647,9 +1727,9 @@ START_TEST(large_table_memory)
     size_t allocations = render_counting(msg, len, &sink, &bytes);
     ck_assert_str_eq(sink.tail, "\"sym\",\"c\":\"xy\"}]");
     ck_assert_uint_eq(sink.max_chunk, JSON_CHUNK_SIZE);
-    /* The writer, and one array of three column cursors. */
+    /* The renderer, and one array of three column cursors. */
     ck_assert_uint_le(allocations, 2);
-    ck_assert_uint_le(bytes, JSON_CHUNK_SIZE + 1024);
+    ck_assert_uint_le(bytes, RENDERER_MAX_BYTES + 3 * 64);
     free(msg);
 }
 END_TEST
@@ -1737,6 +1817,154 @@ START_TEST(sink_failure_stops)
 }
 END_TEST
 
+/* ---- texts longer than one step writes ------------------------------------------------ */
+
+/* A growing NUL-terminated text, for expected output built in code. */
+struct text {
+    char *data;
+    size_t len;
+};
+
+static void text_add(struct text *t, const char *bytes, size_t n)
+{
+    t->data = realloc(t->data, t->len + n + 1);
+    ck_assert_ptr_nonnull(t->data);
+    memcpy(t->data + t->len, bytes, n);
+    t->len += n;
+    t->data[t->len] = '\0';
+}
+
+static void text_add_str(struct text *t, const char *text)
+{
+    text_add(t, text, strlen(text));
+}
+
+static void text_add_repeated(struct text *t, char c, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        text_add(t, &c, 1);
+}
+
+/* Returns a NUL-terminated text of count copies of c (caller frees). */
+static char *repeated(char c, size_t count)
+{
+    char *text = malloc(count + 1);
+
+    ck_assert_ptr_nonnull(text);
+    memset(text, c, count);
+    text[count] = '\0';
+    return text;
+}
+
+START_TEST(long_texts)
+{
+    /* Every kind of text above the length written in one step: symbols, a string with
+     * escapes and multi-byte and invalid UTF-8, bytes, an error, a column name, dictionary
+     * keys and a lambda's source. */
+    const size_t string_length = 100000;
+    char *long_symbol = repeated('s', 200);
+    char *vector_symbol = repeated('y', 70);
+    char *error_text = repeated('e', 300);
+    char *column_name = repeated('n', 5000);
+    char *key = repeated('k', 70);
+    char *source = repeated('x', 100);
+    struct text expected = { 0 };
+    struct qenc b;
+    size_t len;
+
+    long_symbol[100] = '"';
+    qenc_init(&b);
+    qenc_begin(&b, IPC_RESPONSE);
+    qenc_list_header(&b, 8);
+    text_add_str(&expected, "[");
+
+    qenc_symbol(&b, long_symbol);
+    text_add_str(&expected, "\"");
+    text_add_repeated(&expected, 's', 100);
+    text_add_str(&expected, "\\\"");
+    text_add_repeated(&expected, 's', 99);
+    text_add_str(&expected, "\",");
+
+    const char *symbols[] = { "", vector_symbol, "z" };
+    qenc_symbols(&b, symbols, 3);
+    text_add_str(&expected, "[null,\"");
+    text_add_str(&expected, vector_symbol);
+    text_add_str(&expected, "\",\"z\"],");
+
+    /* Five bytes a unit, so units straddle piece boundaries: a, e-acute in two bytes, a
+     * control character and a byte that is not UTF-8. */
+    static const char unit[] = "a\xc3\xa9\x01\xff";
+    char *string = malloc(string_length);
+    ck_assert_ptr_nonnull(string);
+    for (size_t i = 0; i < string_length; i++)
+        string[i] = unit[i % 5];
+    qenc_string(&b, string, string_length);
+    text_add_str(&expected, "\"");
+    for (size_t i = 0; i < string_length / 5; i++)
+        text_add_str(&expected, "a\xc3\xa9\\u0001\xef\xbf\xbd");
+    text_add_str(&expected, "\",");
+
+    qenc_vector_header(&b, QT_BYTE, 0, 1000);
+    text_add_str(&expected, "\"");
+    for (size_t i = 0; i < 1000; i++) {
+        char hex[3];
+        qenc_raw(&b, &(uint8_t){ (uint8_t)i }, 1);
+        snprintf(hex, sizeof(hex), "%02x", (unsigned)(i & 0xff));
+        text_add_str(&expected, hex);
+    }
+    text_add_str(&expected, "\",");
+
+    qenc_error(&b, error_text);
+    text_add_str(&expected, "{\"error\":\"");
+    text_add_str(&expected, error_text);
+    text_add_str(&expected, "\"},");
+
+    const char *names[] = { column_name };
+    qenc_table(&b, names, 1);
+    qenc_vector_header(&b, QT_LONG, 0, 3);
+    text_add_str(&expected, "[");
+    for (int i = 1; i <= 3; i++) {
+        put_long(&b, i);
+        text_add_str(&expected, i > 1 ? ",{\"" : "{\"");
+        text_add_str(&expected, column_name);
+        text_add(&expected, (char[]){ '"', ':', (char)('0' + i), '}' }, 4);
+    }
+    text_add_str(&expected, "],");
+
+    const char *keys[] = { key, "b" };
+    qenc_dict(&b);
+    qenc_symbols(&b, keys, 2);
+    qenc_vector_header(&b, QT_LONG, 0, 2);
+    put_long(&b, 1);
+    put_long(&b, 2);
+    text_add_str(&expected, "{\"");
+    text_add_str(&expected, key);
+    text_add_str(&expected, "\":1,\"b\":2},");
+
+    /* A lambda in the root context: type 100, an empty context name, its source. */
+    qenc_raw(&b, (uint8_t[]){ 100, 0 }, 2);
+    qenc_string(&b, source, strlen(source));
+    text_add_str(&expected, "\"");
+    text_add_str(&expected, source);
+    text_add_str(&expected, "\"]");
+
+    uint8_t *msg = finish_message(&b, &len);
+    check_both_orders(msg, len, NULL, "long texts", expected.data);
+    struct json_options pretty = { .pretty = 1 };
+    free(render_json(msg, len, &pretty, "long texts, pretty"));
+
+    free(msg);
+    free(expected.data);
+    free(string);
+    free(source);
+    free(key);
+    free(column_name);
+    free(error_text);
+    free(vector_symbol);
+    free(long_symbol);
+}
+END_TEST
+
 START_TEST(deep_nesting)
 {
     /* QDEC_MAX_DEPTH lists around a long: the deepest message qdec accepts. */
@@ -1776,6 +2004,7 @@ Suite *json_suite(void)
     tcase_add_test(values, control_characters_escaped);
     tcase_add_test(values, invalid_utf8_replaced);
     tcase_add_test(values, deep_nesting);
+    tcase_add_test(values, long_texts);
     suite_add_tcase(suite, values);
 
     TCase *options = tcase_create("options");
