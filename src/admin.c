@@ -1061,7 +1061,6 @@ static void login_done(void *arg, const struct auth_user *user, const char *fail
                      "name admin");
         return;
     }
-    login_succeeded(conn->peer);
     login_end(conn->login);
     conn->login = NULL;
     admit(conn, user);
@@ -1100,7 +1099,8 @@ static int read_handshake(struct admin_conn *conn)
         return 0;
     }
 
-    bufferevent_disable(conn->bev, EV_READ);
+    /* Reading goes on, bounded, so that a hang-up ends the check. */
+    bufferevent_setwatermark(conn->bev, EV_READ, 0, ADMIN_MAX_MESSAGE);
     conn->login = login_begin_handshake(conn->peer, bytes, &handshake, login_done, conn);
     evbuffer_drain(input, handshake.length);
     if (conn->login == NULL) {
@@ -1146,6 +1146,8 @@ static void read_cb(struct bufferevent *bev, void *arg)
     struct admin_conn *conn = arg;
 
     (void)bev;
+    if (conn->login != NULL)
+        return;     /* the password check is running, or a rejected login waits to close */
     if (!conn->logged_in && (read_handshake(conn) != 0 || !conn->logged_in))
         return;
     process_input(conn);

@@ -127,7 +127,7 @@ struct auth_limiter_config {
 };
 
 /* 3 free failures, then 250 ms, 500 ms, ... up to 30 s; forgotten after 15 minutes without
- * a failure; 4096 addresses (72 bytes each, 288 KiB). */
+ * a failure; 4096 addresses (80 bytes each, 320 KiB). */
 #define AUTH_LIMITER_DEFAULTS { 3, 250, 30000, 900000, 4096 }
 
 struct auth_limiter;
@@ -152,8 +152,19 @@ unsigned auth_failure_delay_ms(struct auth_limiter *limiter, const char *address
 unsigned auth_limiter_wait_ms(const struct auth_limiter *limiter, const char *address,
                               uint64_t now_ms);
 
-/* Forgets the failures of address after a successful login. */
-void auth_success(struct auth_limiter *limiter, const char *address);
+/*
+ * Counts one more password check in progress for address. Returns 0, or -1 (nothing
+ * counted) when the address already has max_checks checks in progress, or when every
+ * entry of the table has checks in progress. A successful call is paired with
+ * auth_limiter_end_check. A login never resets an address's failures: they fade after
+ * forget_ms, so that an attacker who owns one account cannot clear the delays of the
+ * guesses at another.
+ */
+int auth_limiter_begin_check(struct auth_limiter *limiter, const char *address,
+                             unsigned max_checks);
+
+/* Ends a check counted by auth_limiter_begin_check. */
+void auth_limiter_end_check(struct auth_limiter *limiter, const char *address);
 
 /* Returns the number of addresses the limiter currently tracks. */
 size_t auth_limiter_size(const struct auth_limiter *limiter);

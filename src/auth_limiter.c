@@ -23,6 +23,7 @@ struct limiter_entry {
     unsigned failures;          /* since the last success or forget_ms of quiet */
     uint64_t last_failure_ms;
     uint64_t blocked_until_ms;  /* last failure plus the delay it returned */
+    unsigned checking;          /* checks in progress (auth_limiter_begin_check) */
 };
 
 struct auth_limiter {
@@ -132,22 +133,30 @@ static struct limiter_entry *find_entry(const struct auth_limiter *limiter, cons
     return NULL;
 }
 
-/* Returns a slot for a new key: a free one, else the one whose last failure is oldest. */
-static struct limiter_entry *claim_entry(struct auth_limiter *limiter)
+/* Returns a slot for a new key, emptied and holding key: a free one, else the one whose
+ * last failure is oldest among those without checks in progress. Returns NULL when every
+ * slot has checks in progress. */
+static struct limiter_entry *claim_entry(struct auth_limiter *limiter, const char *key)
 {
-    struct limiter_entry *oldest = NULL;
+    struct limiter_entry *chosen = NULL;
 
     for (size_t i = 0; i < limiter->config.capacity; i++) {
         struct limiter_entry *entry = &limiter->entries[i];
 
         if (entry->key[0] == '\0') {
             limiter->used++;
-            return entry;
+            chosen = entry;
+            break;
         }
-        if (oldest == NULL || entry->last_failure_ms < oldest->last_failure_ms)
-            oldest = entry;
+        if (entry->checking == 0 &&
+            (chosen == NULL || entry->last_failure_ms < chosen->last_failure_ms))
+            chosen = entry;
     }
-    return oldest;
+    if (chosen != NULL) {
+        memset(chosen, 0, sizeof(*chosen));
+        snprintf(chosen->key, sizeof(chosen->key), "%s", key);
+    }
+    return chosen;
 }
 
 /* Returns the delay for the failures-th failure in a row. */
@@ -172,11 +181,9 @@ unsigned auth_failure_delay_ms(struct auth_limiter *limiter, const char *address
     make_key(address, key);
     struct limiter_entry *entry = find_entry(limiter, key);
     if (entry == NULL) {
-        entry = claim_entry(limiter);
-        if (entry == NULL)  /* only with capacity 0, which auth_limiter_new rejects */
+        entry = claim_entry(limiter, key);
+        if (entry == NULL)  /* every slot has checks in progress */
             return limiter->config.max_delay_ms;
-        memset(entry, 0, sizeof(*entry));
-        memcpy(entry->key, key, sizeof(key));
     } else if (elapsed_ms(now_ms, entry->last_failure_ms) >= limiter->config.forget_ms) {
         entry->failures = 0;
     }
@@ -201,16 +208,29 @@ unsigned auth_limiter_wait_ms(const struct auth_limiter *limiter, const char *ad
     return (unsigned)(entry->blocked_until_ms - now_ms);
 }
 
-void auth_success(struct auth_limiter *limiter, const char *address)
+int auth_limiter_begin_check(struct auth_limiter *limiter, const char *address,
+                             unsigned max_checks)
 {
     char key[AUTH_KEY_SIZE];
 
     make_key(address, key);
     struct limiter_entry *entry = find_entry(limiter, key);
     if (entry == NULL)
-        return;
-    memset(entry, 0, sizeof(*entry));
-    limiter->used--;
+        entry = claim_entry(limiter, key);
+    if (entry == NULL || entry->checking >= max_checks)
+        return -1;
+    entry->checking++;
+    return 0;
+}
+
+void auth_limiter_end_check(struct auth_limiter *limiter, const char *address)
+{
+    char key[AUTH_KEY_SIZE];
+
+    make_key(address, key);
+    struct limiter_entry *entry = find_entry(limiter, key);
+    if (entry != NULL && entry->checking > 0)
+        entry->checking--;
 }
 
 size_t auth_limiter_size(const struct auth_limiter *limiter)

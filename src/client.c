@@ -155,9 +155,10 @@ void client_close(struct client *client, const char *reason)
         bufferevent_free(client->bev);
         client->bev = NULL;
     }
-    if (client->counted) {
-        users_remove(client->user);
-        client->counted = 0;
+    if (client->count_key != NULL) {
+        users_remove(client->count_key);
+        free(client->count_key);
+        client->count_key = NULL;
     }
     set_state(client, CLIENT_CLOSED);
 
@@ -617,18 +618,24 @@ static void enforce_user_limit(struct client *client)
 {
     int limit = qmux.config->max_per_user;
     const char *key = "clients.max_per_user";
-    int count = users_add(client->user);
+    char anonymous[sizeof(client->user) + 16];
+
+    /* Account names have no ':', so an anonymous name never counts against an account. */
+    snprintf(anonymous, sizeof(anonymous), "anonymous:%s", client->user);
+    client->count_key = strdup(client->account != NULL ? auth_user_name(client->account)
+                                                        : anonymous);
+    int count = client->count_key != NULL ? users_add(client->count_key) : -1;
+    if (count < 0) {
+        free(client->count_key);
+        client->count_key = NULL;
+        close_after_flush(client, "out of memory while counting connections per user");
+        return;
+    }
 
     if (client->account != NULL && auth_user_max_connections(client->account) > 0) {
         limit = auth_user_max_connections(client->account);
         key = "max_connections in auth.users_file";
     }
-
-    if (count < 0) {
-        close_after_flush(client, "out of memory while counting connections per user");
-        return;
-    }
-    client->counted = 1;
     if (limit == 0 || count <= limit)
         return;
 
@@ -713,7 +720,6 @@ static void login_done(void *arg, const struct auth_user *user, const char *fail
         reject_login(client, "its listeners= option in auth.users_file does not name ipc");
         return;
     }
-    login_succeeded(client->peer);
     login_end(client->login);
     client->login = NULL;
     admit(client, user);
@@ -745,9 +751,9 @@ static void read_handshake(struct client *client)
         return;
     }
 
-    /* Nothing more is read until the check is done. */
+    /* Reading goes on, up to the read limit, so that a client that hangs up ends its check;
+     * what it sends meanwhile waits in the input buffer. */
     set_state(client, CLIENT_LOGIN);
-    bufferevent_disable(client->bev, EV_READ);
     client->login = login_begin_handshake(client->peer, bytes, &handshake, login_done, client);
     evbuffer_drain(input, handshake.length);
     client->bytes_in += handshake.length;

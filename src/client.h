@@ -46,7 +46,8 @@ struct client {
     uint64_t id;
     char peer[64];                  /* "address:port" */
     char user[64];                  /* login name, sanitized for logs */
-    int counted;                    /* user is counted in users.c */
+    char *count_key;                /* its entry in users.c while counted: the account name,
+                                       or "anonymous:" and the sanitized name */
     const struct auth_user *account; /* its account in qmux.config->users, or NULL when it
                                        logged in as anonymous */
     const struct policy *policy;    /* checked on each request; NULL allows everything */

@@ -1338,7 +1338,8 @@ static void validate_listener_access(struct loader *loader)
                "password, for example users = ( \"ops\" );");
 }
 
-/* Warns when the config file holds an upstream password and other users may read it. */
+/* Warns when other users may change the config file, which decides who logs in, or read
+ * it while it holds an upstream password. */
 static void check_file_mode(struct loader *loader)
 {
     const struct config *config = loader->config;
@@ -1346,14 +1347,22 @@ static void check_file_mode(struct loader *loader)
     int has_password = 0;
     char line[PATH_MAX + 200];
 
+    if (stat(config->path, &status) != 0)
+        return;
+    unsigned mode = (unsigned)(status.st_mode & 0777);
+    if (status.st_mode & (S_IWGRP | S_IWOTH)) {
+        snprintf(line, sizeof(line), "%s: other users may change the file (mode %03o), and "
+                 "with it who may log in; run chmod 640 on it\n", config->path, mode);
+        add_warnings(loader, line);
+    }
+
     for (int i = 0; i < config->upstream_count; i++)
         if (config->upstreams[i].password != NULL && config->upstreams[i].password[0] != '\0')
             has_password = 1;
-    if (!has_password || stat(config->path, &status) != 0 || !(status.st_mode & S_IROTH))
+    if (!has_password || !(status.st_mode & S_IROTH))
         return;
     snprintf(line, sizeof(line), "%s: the file holds upstream passwords and other users may "
-             "read it (mode %03o); run chmod 640 on it\n", config->path,
-             (unsigned)(status.st_mode & 0777));
+             "read it (mode %03o); run chmod 640 on it\n", config->path, mode);
     add_warnings(loader, line);
 }
 

@@ -68,7 +68,6 @@ static void login_done(void *arg, const struct auth_user *user, const char *fail
     if (user != NULL && !login_listener_allowed(user, AUTH_LISTENER_HTTP))
         failure = "its listeners= option in auth.users_file does not name http";
     else if (user != NULL) {
-        login_succeeded(login->peer + strlen("http "));
         login->done(login->arg, login->user, user);
         login_free(login);
         return;
@@ -98,7 +97,10 @@ static int find_credentials(struct evhttp_request *request, char *credentials, s
     }
     const char *text = header + 6 + strspn(header + 6, " ");
     size_t text_length = strcspn(text, "= \t");
-    *length = passwd_base64_decode(text, text_length, (uint8_t *)credentials, size);
+    size_t padding = strspn(text + text_length, "=");
+    size_t end = text_length + padding + strspn(text + text_length + padding, " \t");
+    *length = padding <= 2 && text[end] == '\0'
+              ? passwd_base64_decode(text, text_length, (uint8_t *)credentials, size) : -1;
     if (*length < 0) {
         snprintf(error, error_size, "invalid Authorization header: the Basic credentials are "
                  "not base64 or longer than %zu bytes", size);

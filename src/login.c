@@ -25,6 +25,12 @@
 
 #define MAX_WORKERS 64
 
+/* Password checks that may be queued or running at once from one address (an IPv4
+ * address or an IPv6 /64), and in all. Further logins are closed without a check, so
+ * abandoned logins from a few addresses cannot hold up everyone else's. */
+#define CHECKS_PER_ADDRESS 32
+#define CHECKS_MAX 1024
+
 struct login_job {
     struct login_job *next;
     struct auth_db *db;                 /* one reference, dropped on the loop */
@@ -41,11 +47,13 @@ struct login_session {
     char peer[64];
     uint8_t *user;
     size_t user_len;
-    uint8_t *password;                  /* wiped and freed once handed to a job */
+    uint8_t *password;                  /* wiped and freed when the check ends */
     size_t password_len;
     struct login_job *job;              /* check in progress, or NULL */
     struct event *timer;                /* deferral, or the hold of a rejected login */
     int deferred;
+    int counted;                        /* counted by auth_limiter_begin_check */
+    int busy;                           /* refused a check: too many in progress */
     login_result_fn done;
     void (*close)(void *arg);
     void *arg;
@@ -257,41 +265,67 @@ static void wipe_password(struct login_session *session)
     session->password_len = 0;
 }
 
-/* Delivers a job's result to its session, with the account found in the users file in
- * use now: a reload may have replaced the one the check ran against. */
+/* Ends the session's claim on a check: its count in the limiter and its password. */
+static void end_claim(struct login_session *session)
+{
+    if (session->counted && limiter != NULL)
+        auth_limiter_end_check(limiter, session->peer);
+    session->counted = 0;
+    wipe_password(session);
+}
+
+/*
+ * Delivers a job's result to its session. A reload during the check may have changed
+ * the users file, a password included, so a check against a replaced file runs again
+ * against the file in use now.
+ */
 static void job_done(struct login_job *job)
 {
     struct login_session *session = job->session;
-    const struct auth_db *current = qmux.config->users;
-    const char *failure = NULL;
+    struct auth_db *current = qmux.config->users;
     const struct auth_user *user = job->result;
+    const char *failure = NULL;
 
     session->job = NULL;
-    if (user == NULL) {
+    if (current != NULL && job->db != current) {
+        if (queue_check(session, current) == 0)
+            return;
+        failure = "out of memory while checking the password";
+    } else if (current == NULL) {
+        failure = "no users file is loaded since a reload";
+    } else if (user == NULL) {
         failure = auth_find_user(job->db, (const char *)job->user, job->user_len) != NULL
                   ? "wrong password" : "unknown user";
-    } else if (job->db != current) {
-        const char *name = auth_user_name(user);
-
-        user = auth_find_user(current, name, strlen(name));
-        if (user == NULL)
-            failure = "the account was removed by a reload during the check";
     }
-    session->done(session->arg, user, failure);
+    end_claim(session);
+    session->done(session->arg, failure == NULL ? user : NULL, failure);
 }
 
 static void start_check(struct login_session *session)
 {
     session->deferred = 0;
     if (qmux.config->users == NULL) {
-        wipe_password(session);
+        end_claim(session);
         session->done(session->arg, NULL, "no users file is loaded since a reload");
         return;
     }
-    int status = queue_check(session, qmux.config->users);
-    wipe_password(session);
-    if (status != 0)
+    if (queue_check(session, qmux.config->users) != 0) {
+        end_claim(session);
         session->done(session->arg, NULL, "out of memory while checking the password");
+    }
+}
+
+static void busy_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct login_session *session = arg;
+    char failure[160];
+
+    (void)fd;
+    (void)what;
+    snprintf(failure, sizeof(failure), "too many password checks in progress (%d from one "
+             "address, or %d in all); not checked", CHECKS_PER_ADDRESS, CHECKS_MAX);
+    wipe_password(session);
+    session->done(session->arg, NULL, failure);
 }
 
 static void deferred_check_cb(evutil_socket_t fd, short what, void *arg)
@@ -345,7 +379,18 @@ struct login_session *login_begin(const char *peer, const uint8_t *user, size_t 
     session->done = done;
     session->arg = arg;
 
-    unsigned wait = limiter != NULL ? auth_limiter_wait_ms(limiter, peer, now_ms()) : 0;
+    if (limiter == NULL || job_count >= CHECKS_MAX ||
+        auth_limiter_begin_check(limiter, peer, CHECKS_PER_ADDRESS) != 0) {
+        session->busy = 1;
+        if (start_timer(session, 0, busy_cb) != 0) {
+            login_end(session);
+            return NULL;
+        }
+        return session;
+    }
+    session->counted = 1;
+
+    unsigned wait = auth_limiter_wait_ms(limiter, peer, now_ms());
     if (wait == 0) {
         start_check(session);
         return session;
@@ -389,7 +434,7 @@ static void rejected_close_cb(evutil_socket_t fd, short what, void *arg)
 
 unsigned login_reject(struct login_session *session, void (*close)(void *arg))
 {
-    unsigned delay = limiter != NULL
+    unsigned delay = limiter != NULL && !session->busy
                      ? auth_failure_delay_ms(limiter, session->peer, now_ms()) : 0;
 
     session->close = close;
@@ -409,7 +454,7 @@ void login_end(struct login_session *session)
     }
     if (session->timer != NULL)
         event_free(session->timer);
-    wipe_password(session);
+    end_claim(session);
     free(session->user);
     free(session);
 }
@@ -425,12 +470,6 @@ int login_needs_check(const struct auth_db *db, int anonymous, const uint8_t *us
 size_t login_pending(void)
 {
     return job_count;
-}
-
-void login_succeeded(const char *peer)
-{
-    if (limiter != NULL)
-        auth_success(limiter, peer);
 }
 
 int login_listener_allowed(const struct auth_user *user, unsigned listener)

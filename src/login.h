@@ -6,7 +6,8 @@
  * hands the check to one of auth.workers threads and calls back on the event loop with
  * the result. Sessions also apply the failed-login limiter that all listeners share:
  * a new login from an address waits out the delay of its last failure, and a rejected
- * login is held open for its delay before it is closed.
+ * login is held open for its delay before it is closed. At most 32 checks per address,
+ * and 1024 in all, are queued or running; a login beyond that fails unchecked.
  */
 #ifndef QMUX_LOGIN_H
 #define QMUX_LOGIN_H
@@ -75,9 +76,6 @@ int login_needs_check(const struct auth_db *db, int anonymous, const uint8_t *us
 
 /* Returns the number of checks queued or running. */
 size_t login_pending(void);
-
-/* Forgets the failed logins of peer's address, after a successful login. */
-void login_succeeded(const char *peer);
 
 /* Returns nonzero when user may log in on listener (an AUTH_LISTENER_* bit): its
  * listeners= option names it, and for the admin listener the user has the admin option. */

@@ -615,19 +615,45 @@ START_TEST(limiter_delay_grows_to_cap)
 }
 END_TEST
 
-START_TEST(limiter_success_resets)
+START_TEST(limiter_checks_per_address)
 {
     struct auth_limiter *limiter = auth_limiter_new(NULL);
 
-    for (int i = 0; i < 5; i++)
-        auth_failure_delay_ms(limiter, "192.0.2.7:5000", 100);
-    ck_assert_uint_eq(auth_limiter_wait_ms(limiter, "192.0.2.7", 100), 500);
-    ck_assert_uint_eq(auth_limiter_wait_ms(limiter, "192.0.2.7", 400), 200);
-    ck_assert_uint_eq(auth_limiter_wait_ms(limiter, "192.0.2.7", 600), 0);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(auth_limiter_begin_check(limiter, "192.0.2.7:5000", 3), 0);
+    ck_assert_int_eq(auth_limiter_begin_check(limiter, "192.0.2.7:5001", 3), -1);
+    ck_assert_int_eq(auth_limiter_begin_check(limiter, "192.0.2.8:5000", 3), 0);
 
-    auth_success(limiter, "192.0.2.7:6000");
-    ck_assert_uint_eq(auth_limiter_size(limiter), 0);
-    ck_assert_uint_eq(auth_failure_delay_ms(limiter, "192.0.2.7", 700), 0);
+    auth_limiter_end_check(limiter, "192.0.2.7:5002");
+    ck_assert_int_eq(auth_limiter_begin_check(limiter, "192.0.2.7:5003", 3), 0);
+
+    /* Checks in progress do not reset failures, and failures keep their delay. */
+    for (int i = 0; i < 5; i++)
+        auth_failure_delay_ms(limiter, "192.0.2.7", 100);
+    ck_assert_uint_eq(auth_limiter_wait_ms(limiter, "192.0.2.7", 100), 500);
+    auth_limiter_free(limiter);
+}
+END_TEST
+
+START_TEST(limiter_keeps_busy_entries)
+{
+    struct auth_limiter_config config = AUTH_LIMITER_DEFAULTS;
+    struct auth_limiter *limiter;
+
+    config.capacity = 2;
+    limiter = auth_limiter_new(&config);
+    ck_assert_int_eq(auth_limiter_begin_check(limiter, "10.0.0.1", 1), 0);
+    ck_assert_int_eq(auth_limiter_begin_check(limiter, "10.0.0.2", 1), 0);
+
+    /* Both slots are busy: a new address is refused a check, and its failure gets the
+     * longest delay rather than evicting an address whose check is running. */
+    ck_assert_int_eq(auth_limiter_begin_check(limiter, "10.0.0.3", 1), -1);
+    ck_assert_uint_eq(auth_failure_delay_ms(limiter, "10.0.0.3", 5), 30000);
+    ck_assert_int_eq(auth_limiter_begin_check(limiter, "10.0.0.1", 1), -1);
+
+    auth_limiter_end_check(limiter, "10.0.0.1");
+    ck_assert_int_eq(auth_limiter_begin_check(limiter, "10.0.0.3", 1), 0);
+    ck_assert_uint_eq(auth_limiter_size(limiter), 2);
     auth_limiter_free(limiter);
 }
 END_TEST
@@ -732,7 +758,8 @@ Suite *auth_suite(void)
 
     tc = tcase_create("limiter");
     tcase_add_test(tc, limiter_delay_grows_to_cap);
-    tcase_add_test(tc, limiter_success_resets);
+    tcase_add_test(tc, limiter_checks_per_address);
+    tcase_add_test(tc, limiter_keeps_busy_entries);
     tcase_add_test(tc, limiter_forgets_quiet_addresses);
     tcase_add_test(tc, limiter_evicts_oldest);
     tcase_add_loop_test(tc, limiter_address_keys, 0, ARRAY_SIZE(address_cases));
