@@ -63,8 +63,14 @@ static double age_seconds(const struct client *client)
 static void set_read_limit(struct client *client, uint64_t limit)
 {
     size_t floor = qmux.config->input_buffer;
+    size_t high = limit > floor ? (size_t)limit : floor;
 
-    bufferevent_setwatermark(client->bev, EV_READ, 0, limit > floor ? (size_t)limit : floor);
+    /* Setting a watermark re-arms the read event, so skip it when nothing changes: most
+     * requests are far below the floor. */
+    if (high == client->read_high)
+        return;
+    client->read_high = high;
+    bufferevent_setwatermark(client->bev, EV_READ, 0, high);
 }
 
 void client_response_begins(struct client *client)

@@ -65,6 +65,7 @@ struct client {
     int head_parsed;
     int head_checked;               /* its body passed clients.validate_messages */
     int head_allowed;               /* it passed the client's policy */
+    size_t read_high;               /* the read high watermark set last (set_read_limit) */
     struct ipc_header head;
 
     struct upconn *serving;         /* ACTIVE: the connection carrying its sync request */
