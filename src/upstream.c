@@ -21,6 +21,7 @@
 
 #include "client.h"
 #include "convert.h"
+#include "direct_write.h"
 #include "ipc.h"
 #include "log.h"
 #include "pool.h"
@@ -429,7 +430,11 @@ static void relay(struct upconn *conn)
         } else {
             if (!conn->relayed_any)
                 client_response_begins(client);
-            move_bytes(input, bufferevent_get_output(client->bev), n);
+            size_t direct = direct_write(client->bev, input, (size_t)n);
+
+            /* Bytes that went straight to the socket count as added and sent at once. */
+            client->output_added += direct;
+            client->output_sent += direct;
             client->bytes_out += n;
             stats.bytes_to_clients += n;
             conn->relayed_any = 1;
@@ -743,7 +748,7 @@ static void take_message(struct upconn *conn, struct client *client)
 {
     struct evbuffer *input = bufferevent_get_input(client->bev);
 
-    move_bytes(input, bufferevent_get_output(conn->bev), client->head.length);
+    direct_write(conn->bev, input, (size_t)client->head.length);
     conn->output_appended += client->head.length;
     client->bytes_in += client->head.length;
     stats.bytes_from_clients += client->head.length;
