@@ -126,8 +126,10 @@ SYSTEMD_UNIT_DIR ?= /lib/systemd/system
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man8 \
 	    $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man1 \
-	    $(DESTDIR)/etc/qmux $(DESTDIR)$(SYSTEMD_UNIT_DIR)
-	install -m 755 $(BUILD)/qmux $(BUILD)/qmux-standin $(BUILD)/qmux-passwd $(DESTDIR)$(PREFIX)/bin/
+	    $(DESTDIR)$(PREFIX)/share/doc/qmux $(DESTDIR)/etc/qmux $(DESTDIR)$(SYSTEMD_UNIT_DIR)
+	install -m 755 $(BUILD)/qmux $(BUILD)/qmux-standin $(BUILD)/qmux-passwd $(BUILD)/qmux-client \
+	    $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/qmux/
 	install -m 644 man/qmux.8 $(DESTDIR)$(PREFIX)/share/man/man8/
 	install -m 644 man/qmux.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/
 	install -m 644 man/qmux-passwd.1 $(DESTDIR)$(PREFIX)/share/man/man1/

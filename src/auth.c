@@ -589,7 +589,8 @@ struct auth_db *auth_load(const char *path, char *errors, size_t errors_size, ch
 
     FILE *file = fopen(path, "r");
     if (file == NULL) {
-        report(&error_buffer, path, 0, "failed to open the users file: %s", strerror(errno));
+        report(&error_buffer, path, 0, "failed to open the users file (auth.users_file): %s; "
+               "create it with lines that qmux-passwd NAME prints", strerror(errno));
         return NULL;
     }
     db = calloc(1, sizeof(*db));

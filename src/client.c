@@ -646,9 +646,9 @@ static void enforce_user_limit(struct client *client)
         return;
 
     char text[240];
-    snprintf(text, sizeof(text), "limit: user %s already has %d connections (%s); close "
-             "some or raise %s", client->user[0] ? client->user : "(empty)", count - 1, key,
-             key);
+    snprintf(text, sizeof(text), "limit: user %s already has %d connection%s (%s); close "
+             "some or raise %s", client->user[0] ? client->user : "(empty)", count - 1,
+             count - 1 == 1 ? "" : "s", key, key);
     client_send_error(client, text);
     clog_warn(client, "%s", text);
     stats.clients_rejected++;

@@ -455,12 +455,13 @@ START_TEST(users_missing_file)
 {
     char errors[1024];
     char path[4096];
-    char expected[4200];
+    char expected[4400];
 
     fixture_path("does-not-exist", path, sizeof(path));
     ck_assert_ptr_null(auth_load(path, errors, sizeof(errors), NULL, 0));
-    snprintf(expected, sizeof(expected), "%s: failed to open the users file: No such file or "
-             "directory\n", path);
+    snprintf(expected, sizeof(expected), "%s: failed to open the users file (auth.users_file): "
+             "No such file or directory; create it with lines that qmux-passwd NAME prints\n",
+             path);
     ck_assert_str_eq(errors, expected);
 }
 END_TEST
