@@ -137,6 +137,11 @@ struct auth_limiter;
 struct auth_limiter *auth_limiter_new(const struct auth_limiter_config *config);
 void auth_limiter_free(struct auth_limiter *limiter);
 
+/* Changes the delays of limiter, keeping the failures it has counted. A base delay of 0
+ * turns delays off. */
+void auth_limiter_configure(struct auth_limiter *limiter, unsigned free_failures,
+                            unsigned base_delay_ms, unsigned max_delay_ms);
+
 /*
  * Records one failed login from address at now_ms (a monotonic clock in milliseconds) and
  * returns the delay in milliseconds to apply before the connection is closed. Addresses

@@ -116,6 +116,14 @@ void auth_limiter_free(struct auth_limiter *limiter)
     free(limiter);
 }
 
+void auth_limiter_configure(struct auth_limiter *limiter, unsigned free_failures,
+                            unsigned base_delay_ms, unsigned max_delay_ms)
+{
+    limiter->config.free_failures = free_failures;
+    limiter->config.base_delay_ms = base_delay_ms;
+    limiter->config.max_delay_ms = max_delay_ms;
+}
+
 static uint64_t elapsed_ms(uint64_t now_ms, uint64_t then_ms)
 {
     return now_ms > then_ms ? now_ms - then_ms : 0;
@@ -162,7 +170,7 @@ static struct limiter_entry *claim_entry(struct auth_limiter *limiter, const cha
 /* Returns the delay for the failures-th failure in a row. */
 static unsigned delay_for(const struct auth_limiter_config *config, unsigned failures)
 {
-    if (failures <= config->free_failures)
+    if (failures <= config->free_failures || config->base_delay_ms == 0)
         return 0;
 
     unsigned doublings = failures - config->free_failures - 1;

@@ -223,6 +223,13 @@ static const struct setting settings[] = {
     { "auth.default_policy", SETTING_STRING, CONFIG_FIELD(default_policy_name), 0,
       0, "", 0, 0, "policy of users without a policy= option; \"\" allows every query",
       NULL },
+    { "auth.free_failures", SETTING_INT, CONFIG_FIELD(free_failures), 0,
+      3, NULL, 0, 1000, "failed logins of one address that cost no delay", NULL },
+    { "auth.failure_delay_ms", SETTING_INT, CONFIG_FIELD(failure_delay_ms), 0,
+      250, NULL, 0, 60000,
+      "delay of the first failed login past auth.free_failures, ms; 0 turns delays off", NULL },
+    { "auth.failure_delay_max_ms", SETTING_INT, CONFIG_FIELD(failure_delay_max_ms), 0,
+      30000, NULL, 0, 3600000, "longest delay after repeated failed logins, ms", NULL },
     { "auth.workers", SETTING_INT, CONFIG_FIELD(auth_workers), 0,
       2, NULL, 1, 64, "number of threads that check passwords", NULL },
 
@@ -1387,6 +1394,14 @@ static void validate_auth(struct loader *loader)
     if (loader->error_count == 0)
         validate_listener_access(loader);
     check_file_mode(loader);
+
+    size_t delay = setting_index("auth.failure_delay_ms");
+    size_t delay_max = setting_index("auth.failure_delay_max_ms");
+    if (loader->valid[delay] && loader->valid[delay_max] &&
+        config->failure_delay_max_ms < config->failure_delay_ms)
+        report(loader, blame(loader, delay_max, delay), "auth.failure_delay_max_ms = %d is "
+               "less than auth.failure_delay_ms = %d; set it to at least that",
+               config->failure_delay_max_ms, config->failure_delay_ms);
 }
 
 /* ---- Entry points ---- */

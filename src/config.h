@@ -143,6 +143,11 @@ struct config {
     char *users_file;                /* default "" (no accounts) */
     char *default_policy_name;       /* default "" (every query allowed) */
     int auth_workers;                /* password-checking threads; default 2, 1..64 */
+    int free_failures;               /* failed logins of an address without delay;
+                                        default 3, 0..1000 */
+    int failure_delay_ms;            /* first delay, doubling per failure; default 250,
+                                        0 (off)..60000 */
+    int failure_delay_max_ms;        /* longest delay; default 30000, >= failure_delay_ms */
     struct auth_db *users;           /* the loaded users file, or NULL; one reference */
     struct policy_set *policies;     /* never NULL after a successful load */
     const struct policy *default_policy;  /* in policies, or NULL to allow everything */

@@ -15,6 +15,7 @@
 #include "client.h"
 #include "gateway.h"
 #include "log.h"
+#include "login.h"
 #include "notify.h"
 #include "pool.h"
 #include "qmux.h"
@@ -262,6 +263,7 @@ int lifecycle_reload(char *message, size_t message_size)
     if (pool_reconfigure(qmux.pool, next) != 0)
         log_error("reload: out of memory while resizing the pool; some changes are missing");
     lifecycle_log_warnings(next);
+    login_configure(next);
     client_rebind_all(next);
     admin_rebind_all(next);
     replace_for_upstream_tls(qmux.config, next);

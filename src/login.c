@@ -169,6 +169,7 @@ int login_start(void)
     worker_count = 0;
     stopping = 0;
     limiter = auth_limiter_new(NULL);
+    login_configure(qmux.config);
     wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (limiter == NULL || wake_fd < 0) {
         log_error("cannot start the login checks: %s", wake_fd < 0 ? strerror(errno)
@@ -465,6 +466,14 @@ int login_needs_check(const struct auth_db *db, int anonymous, const uint8_t *us
     if (db == NULL)
         return 0;
     return !anonymous || auth_find_user(db, (const char *)user, user_len) != NULL;
+}
+
+void login_configure(const struct config *config)
+{
+    if (limiter != NULL)
+        auth_limiter_configure(limiter, (unsigned)config->free_failures,
+                               (unsigned)config->failure_delay_ms,
+                               (unsigned)config->failure_delay_max_ms);
 }
 
 size_t login_pending(void)

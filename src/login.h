@@ -17,11 +17,16 @@
 
 #include "auth.h"
 
+struct config;
 struct ipc_handshake;
 
 /* Starts the worker threads (auth.workers of the current config). Returns 0, or -1
  * after logging why. */
 int login_start(void);
+
+/* Applies the failed-login delays of config (auth.free_failures, auth.failure_delay_ms,
+ * auth.failure_delay_max_ms); login_start applies the running config's. */
+void login_configure(const struct config *config);
 
 /* Stops the workers and frees every job; no callback runs after it. */
 void login_stop(void);

@@ -405,3 +405,15 @@ integrationTest('anonymous names never use up an account', async (env) => {
   real.destroy();
   impostor.destroy();
 });
+
+integrationTest('failure_delay_ms = 0 turns the delays off', async (env) => {
+  await startWithUsers(env, { auth: { failure_delay_ms: 0 } });
+  for (let i = 0; i < 6; i++) {
+    const started = Date.now();
+    assert.ok(await loginRejected(env.qmux.port, `alice:bad-${i}`));
+    assert.ok(Date.now() - started < 200, `failure ${i + 1} is closed at once`);
+  }
+  const alice = await rawLogin(env.qmux.port, `alice:${PASSWORDS.alice}`);
+  alice.destroy();
+  assert.doesNotMatch(env.qmux.stderr, /closing in \d+ ms/);
+});

@@ -130,6 +130,9 @@ START_TEST(test_full_sets_every_key)
     ck_assert_ptr_nonnull(config->users);
     ck_assert_uint_eq(auth_user_count(config->users), 1);
     ck_assert_int_eq(config->auth_workers, 3);
+    ck_assert_int_eq(config->free_failures, 5);
+    ck_assert_int_eq(config->failure_delay_ms, 100);
+    ck_assert_int_eq(config->failure_delay_max_ms, 5000);
     ck_assert_uint_eq(policy_count(config->policies), 2);
     ck_assert_ptr_eq(config->default_policy, policy_find(config->policies, "readonly"));
     ck_assert_ptr_nonnull(strstr(config->warnings, "unsalted MD5"));
@@ -436,7 +439,8 @@ START_TEST(test_known_keys_listed)
         "admin.address", "admin.port", "admin.users", "admin.anonymous",
         "http.address", "http.port", "http.max_request_size", "http.max_response_size",
         "http.request_timeout_ms", "http.anonymous",
-        "auth.users_file", "auth.default_policy", "auth.workers",
+        "auth.users_file", "auth.default_policy", "auth.free_failures", "auth.failure_delay_ms",
+        "auth.failure_delay_max_ms", "auth.workers",
         "tls.mode", "tls.cert_file", "tls.key_file", "tls.ca_file", "tls.verify_client",
         "upstream_tls.enabled", "upstream_tls.ca_file", "upstream_tls.verify",
         "upstream_tls.server_name", "upstream_tls.cert_file", "upstream_tls.key_file",
