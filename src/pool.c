@@ -612,6 +612,9 @@ int pool_reconnect_all(struct pool *pool)
             } else if (conn->state == UPCONN_IDLE) {
                 upconn_replace(conn, "replaced on request (reconnect)");
                 count++;
+            } else if (conn->state == UPCONN_DOWN) {
+                upconn_reconnect_now(conn);
+                count++;
             }
         }
     }

@@ -55,8 +55,8 @@ void pool_pause(struct pool *pool);
 void pool_resume(struct pool *pool);
 
 /* Replaces every upstream connection: idle ones at once, busy ones after their response
- * has been relayed. No request fails. Returns the number of connections replaced or
- * scheduled for replacement. */
+ * has been relayed, and connects the ones waiting for their backoff at once. No request
+ * fails. Returns the number of connections replaced, scheduled or connected. */
 int pool_reconnect_all(struct pool *pool);
 
 /* Closes every connection still connecting or logging in and connects it again at once,

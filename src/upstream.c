@@ -1007,6 +1007,15 @@ void upconn_replace(struct upconn *conn, const char *reason)
     }
 }
 
+void upconn_reconnect_now(struct upconn *conn)
+{
+    if (conn->state != UPCONN_DOWN || conn->retired)
+        return;
+    conn->failures = 0;
+    evtimer_del(conn->timer);
+    upconn_connect(conn);
+}
+
 void upconn_retire(struct upconn *conn)
 {
     conn->retiring = 1;

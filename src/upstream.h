@@ -135,6 +135,10 @@ void upconn_retire(struct upconn *conn);
 /* Closes conn and connects again at once, without backoff (admin reconnect). */
 void upconn_replace(struct upconn *conn, const char *reason);
 
+/* Connects a DOWN connection at once instead of after its backoff, and resets the
+ * backoff. Any other connection is left alone. */
+void upconn_reconnect_now(struct upconn *conn);
+
 /* Sends pool.health_check_query on an idle connection (taken out of the idle list). */
 void upconn_check_health(struct upconn *conn);
 

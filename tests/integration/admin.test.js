@@ -457,3 +457,19 @@ test('admin and http config errors', async () => {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+integrationTest('admin reconnect skips the backoff', async (env) => {
+  const adminPort = await startWithAdmin(env, { reconnectMinMs: 20000, reconnectMaxMs: 60000 });
+  const admin = await connectAdmin(adminPort);
+
+  await env.upstream.stop();
+  await waitFor(async () => (await run(admin, 'show pools'))[0].down === 2,
+    { timeoutMs: 5000, what: 'both connections to wait for their backoff' });
+  await env.restartUpstream();
+
+  // Without the command the connections would wait 20 s or more.
+  assert.equal(await run(admin, 'reconnect'), 2);
+  await waitFor(async () => (await run(admin, 'show pools'))[0].idle === 2,
+    { timeoutMs: 3000, what: 'both connections to log in at once' });
+  await closeAdmin(admin);
+});
