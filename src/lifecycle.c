@@ -200,9 +200,9 @@ static void replace_for_upstream_tls(const struct config *running, const struct 
 
     int restarted = pool_restart_connecting(qmux.pool);
     int replaced = pool_reconnect_all(qmux.pool);
-    log_info("reload: upstream_tls changed; replacing %d logged-in upstream connections "
-             "(busy ones after their response) and restarting %d still connecting",
-             replaced, restarted);
+    log_info("reload: upstream_tls changed; replacing %d upstream connections (busy ones "
+             "after their response, those waiting for a retry at once) and restarting %d "
+             "still connecting", replaced, restarted);
 }
 
 /* Logs each line of text at level, after prefix. */
