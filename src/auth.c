@@ -224,6 +224,11 @@ static int parse_option(const struct line_context *context, unsigned index, cons
         return -1;
     }
     if (length == 5 && memcmp(text, "admin", 5) == 0) {
+        if (user->admin) {
+            report(context->errors, context->path, context->line,
+                   "user %s: option admin is given twice", context->name);
+            return -1;
+        }
         user->admin = 1;
         return 0;
     }

@@ -360,6 +360,13 @@ static const struct malformed_case malformed_cases[] = {
         "or '.'" }, { 1 } },
     { "policy twice", "bob:hunter2:policy=a,policy=b\n", "hunter2",
       { "user bob: option policy is given twice" }, { 1 } },
+    { "admin twice", "bob:hunter2:admin,admin\n", "hunter2",
+      { "user bob: option admin is given twice" }, { 1 } },
+    { "listeners twice", "bob:hunter2:listeners=ipc,listeners=http\n", "hunter2",
+      { "user bob: option listeners is given twice" }, { 1 } },
+    { "unknown listener", "bob:hunter2:listeners=ipc+tcp\n", "hunter2",
+      { "user bob: option listeners must join ipc, http and admin with '+', such as "
+        "listeners=ipc+http" }, { 1 } },
     { "empty option", "bob:hunter2:admin,,policy=a\n", "hunter2",
       { "user bob: option 2 is empty" }, { 1 } },
     { "unsupported hash", "bob:$2b$10$abcdefghijklmnopqrstuv\n", "abcdefghijklmnop",
