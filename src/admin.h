@@ -3,9 +3,9 @@
  * kdb+ IPC protocol, so an operator runs `h"show clients"` from q (or any kdb+ client)
  * and gets q values back: tables, dictionaries, strings, longs.
  *
- * Only user names listed in admin.users may log in. There is no password check yet, so
- * the listener must be bound to loopback or a trusted interface. docs/admin.md lists the
- * commands.
+ * Users of auth.users_file with the admin option log in with their password; when
+ * admin.users is set, only its names may log in, and with admin.anonymous those without
+ * an account log in without a password. docs/admin.md lists the commands.
  */
 #ifndef QMUX_ADMIN_H
 #define QMUX_ADMIN_H
