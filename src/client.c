@@ -739,6 +739,14 @@ static void read_handshake(struct client *client)
     const uint8_t *bytes = evbuffer_pullup(input, (ev_ssize_t)window);
     struct ipc_handshake handshake;
 
+    /* A TLS ClientHello on a plain connection would read as a strange login. */
+    if (available > 0 && bytes[0] == TLS_HANDSHAKE_RECORD && !tls_is_tls(client->bev)) {
+        client_close(client, "rejected: the client started TLS (first byte 0x16) on a plain "
+                     "connection; set tls.mode to \"on\" or \"only\", or connect without "
+                     "TLS");
+        return;
+    }
+
     int status = ipc_handshake_parse(bytes, window, IPC_HANDSHAKE_MAX, &handshake);
     if (status == IPC_HANDSHAKE_INCOMPLETE)
         return;

@@ -9,6 +9,7 @@
  */
 #include "gateway.h"
 
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -338,9 +339,21 @@ static int accepts_gzip(struct evhttp_request *request)
     return 0;
 }
 
+/* Returns nonzero when every '%' of form starts an escape of two hex digits other than
+ * %00: libevent would pass a broken escape through as text, and cut the value at %00. */
+static int url_encoding_valid(const char *form)
+{
+    for (const char *p = strchr(form, '%'); p != NULL; p = strchr(p + 1, '%')) {
+        if (!isxdigit((unsigned char)p[1]) || !isxdigit((unsigned char)p[2]) ||
+            (p[1] == '0' && p[2] == '0'))
+            return 0;
+    }
+    return 1;
+}
+
 /* Stores a malloc'd copy of the query parameter of form (a query string or a form body)
  * in *text. Returns 1 when found, 0 when form has no query parameter or does not parse,
- * -1 when out of memory. */
+ * -1 when out of memory, -2 when the form has a query parameter and broken escapes. */
 static int find_query_parameter(const char *form, char **text, size_t *length)
 {
     struct evkeyvalq parameters;
@@ -350,7 +363,9 @@ static int find_query_parameter(const char *form, char **text, size_t *length)
     if (evhttp_parse_query_str(form, &parameters) == 0) {
         const char *value = evhttp_find_header(&parameters, "query");
 
-        if (value != NULL) {
+        if (value != NULL && !url_encoding_valid(form)) {
+            found = -2;
+        } else if (value != NULL) {
             *length = strlen(value);
             *text = strdup(value);
             found = *text != NULL ? 1 : -1;
@@ -405,6 +420,11 @@ static int request_query_text(struct evhttp_request *request, char **text, size_
                      "or the q text as the body of POST /q");
             return -1;
         }
+    }
+    if (found == -2) {
+        snprintf(error, error_size, "invalid URL encoding: each %% must start two hex digits, "
+                 "and %%00 (a NUL byte) cannot be part of q text; write %% itself as %%25");
+        return -1;
     }
     if (found < 0) {
         snprintf(error, error_size, "out of memory for the query");

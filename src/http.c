@@ -10,6 +10,7 @@
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 
 #include "gateway.h"
 #include "log.h"
@@ -45,6 +46,43 @@ static const struct http_route routes[] = {
 };
 
 static struct evhttp *server;
+
+/* How long HTTP accepting pauses when the process runs out of descriptors. */
+#define HTTP_ACCEPT_PAUSE_MS 100
+
+static struct evconnlistener *listener;
+static struct event *accept_resume_timer;
+static struct log_limit accept_error_limit = { .interval_seconds = 10 };
+
+static void accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    if (listener != NULL && !qmux.stopping)
+        evconnlistener_enable(listener);
+}
+
+/* A failed accept, most often EMFILE: without this callback libevent retries at once
+ * and logs every failure, so the loop spins. Accepting pauses briefly instead. */
+static void accept_error_cb(struct evconnlistener *source, void *arg)
+{
+    struct timeval pause = { 0, HTTP_ACCEPT_PAUSE_MS * 1000 };
+
+    (void)arg;
+    log_limited(&accept_error_limit, LOG_LEVEL_ERROR, "HTTP accept failed: %s with %d IPC "
+                "clients connected; pausing HTTP accepts for %d ms. HTTP connections have "
+                "no limit of their own: raise the open-file limit, or keep http.address "
+                "on an interface only trusted clients reach",
+                evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()), qmux.client_count,
+                HTTP_ACCEPT_PAUSE_MS);
+    if (accept_resume_timer == NULL)
+        accept_resume_timer = evtimer_new(qmux.base, accept_resume_cb, NULL);
+    if (accept_resume_timer == NULL)
+        return;
+    evconnlistener_disable(source);
+    evtimer_add(accept_resume_timer, &pause);
+}
 
 void http_send(struct evhttp_request *request, int status, const char *reason,
                const char *content_type, struct evbuffer *body)
@@ -170,8 +208,9 @@ int http_start(void)
      * reply is JSON or text, except the HTML page of GET /. 2.1 also has no limit on open
      * HTTP connections; HTTP_TIMEOUT_SECONDS closes idle ones. */
 
-    if (evhttp_bind_socket_with_handle(server, config->http_address,
-                                       (ev_uint16_t)config->http_port) == NULL) {
+    struct evhttp_bound_socket *bound = evhttp_bind_socket_with_handle(
+        server, config->http_address, (ev_uint16_t)config->http_port);
+    if (bound == NULL) {
         log_error("cannot listen for HTTP on %s:%d: %s; check http.address and http.port",
                   config->http_address, config->http_port,
                   evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
@@ -179,6 +218,8 @@ int http_start(void)
         server = NULL;
         return -1;
     }
+    listener = evhttp_bound_socket_get_listener(bound);
+    evconnlistener_set_error_cb(listener, accept_error_cb);
     log_info("HTTP endpoint listening on %s:%d (/, /q, /metrics, /health)", config->http_address,
              config->http_port);
     return 0;
@@ -186,6 +227,10 @@ int http_start(void)
 
 void http_stop(void)
 {
+    if (accept_resume_timer != NULL)
+        event_free(accept_resume_timer);
+    accept_resume_timer = NULL;
+    listener = NULL;
     if (server == NULL)
         return;
     evhttp_free(server);

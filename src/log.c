@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+
 int log_level = LOG_LEVEL_INFO;
 
 static int current_target = LOG_TARGET_STDERR;
@@ -207,4 +209,24 @@ void log_sanitize(char *out, size_t out_size, const char *text, size_t text_len)
         out[i] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
     }
     out[n] = '\0';
+}
+
+/* libevent's own warnings (failed accepts, for one) can come thousands a second, so they
+ * share one rate limit. */
+static struct log_limit libevent_limit = { .interval_seconds = 10 };
+
+static void libevent_log_cb(int severity, const char *message)
+{
+    int level = LOG_LEVEL_DEBUG;
+
+    if (severity >= EVENT_LOG_ERR)
+        level = LOG_LEVEL_ERROR;
+    else if (severity == EVENT_LOG_WARN)
+        level = LOG_LEVEL_WARN;
+    log_limited(&libevent_limit, level, "libevent: %s", message);
+}
+
+void log_capture_libevent(void)
+{
+    event_set_log_callback(libevent_log_cb);
 }

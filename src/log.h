@@ -29,6 +29,10 @@ int log_open(int target, const char *file, const char *syslog_path, char *error,
 /* Reopens the log file (after logrotate moved it); a no-op for other targets. */
 void log_reopen(void);
 
+/* Sends libevent's own log messages through this log, rate-limited, instead of raw
+ * stderr. */
+void log_capture_libevent(void);
+
 /* Closes the log file or syslog connection; lines go to stderr afterwards. */
 void log_close(void);
 

@@ -114,6 +114,7 @@ static struct evdns_base *create_dns(void)
 
 static int start(void)
 {
+    log_capture_libevent();
     qmux.base = event_base_new();
     if (qmux.base == NULL) {
         log_error("cannot create the event loop");

@@ -718,3 +718,37 @@ integrationTest('SIGTERM with a stalled HTTP reader', async (env) => {
   assert.equal(env.qmux.exitCode, 0);
   assert.match(env.qmux.stderr, /1 HTTP replies still unwritten after 2000 ms; closing them/);
 });
+
+integrationTest('HTTP connections past the fd limit pause accepting', async (env) => {
+  const port = await startWithHttp(env, { openFiles: 64 });
+  const sockets = [];
+
+  // Each connection holds a descriptor with a request that never ends.
+  for (let i = 0; i < 80; i++) {
+    const socket = net.connect(port, HOST);
+    socket.on('error', () => {});
+    socket.write('GET /q?query=1 HTTP/1.1\r\nX-a: ');
+    sockets.push(socket);
+  }
+  await waitFor(() => /HTTP accept failed: Too many open files/.test(env.qmux.stderr),
+    { what: 'the accept failure line' });
+  await sleep(1000);
+  const failures = (env.qmux.stderr.match(/accept failed|Error from accept/g) || []).length;
+  assert.ok(failures <= 3, `accept failures are logged at most once per 10 s, got ${failures} lines`);
+
+  for (const socket of sockets) socket.destroy();
+  await waitFor(async () => (await request(port, '/health').catch(() => ({ status: 0 }))).status === 200,
+    { what: '/health to answer once the connections are gone' });
+});
+
+integrationTest('broken URL escapes are 400', async (env) => {
+  const port = await startWithHttp(env);
+  for (const query of ['til%003', 'til%zz3', 'til%4', 'til%']) {
+    const response = await request(port, `/q?query=${query}`);
+    assert.equal(response.status, 400, `query=${query}`);
+    assert.match(JSON.parse(response.body).error, /^invalid URL encoding/, `query=${query}`);
+  }
+  const plus = await request(port, '/q?query=1%2B2');
+  assert.equal(plus.status, 200, 'a valid escape still works');
+  assert.equal(JSON.parse(plus.body), 3);
+});

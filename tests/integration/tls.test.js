@@ -9,6 +9,7 @@ const assert = require('node:assert/strict');
 const { execFile, spawn } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
+const tls = require('node:tls');
 const {
   HOST, QMUX, countMatches, describeRun, integrationTest, qmuxConfigText, reloadQmux, runClient,
   sleep, upstreamIsQ, waitFor,
@@ -435,4 +436,14 @@ integrationTest('mismatched key rejected at check and start', async (env) => {
   await proc.exited;
   assert.equal(proc.exitCode, 3, proc.stderr);
   assert.match(proc.stderr, /cannot set up TLS: tls\.key_file ".*": does not match the certificate/);
+});
+
+integrationTest('TLS client on a plain listener is told why', async (env) => {
+  const certs = makeCertificates(env.tmpDir);
+  await env.startUpstream();
+  await env.startQmux({ poolSize: 1 });
+  const socket = tls.connect({ host: HOST, port: env.qmux.port, ca: fs.readFileSync(certs.ca.cert), servername: 'localhost' });
+  await new Promise((resolve) => { socket.on('error', resolve); socket.on('close', resolve); });
+  await waitFor(() => /closed: rejected: the client started TLS \(first byte 0x16\) on a plain connection/.test(env.qmux.stderr),
+    { what: 'the TLS-on-plain log line' });
 });
