@@ -1226,27 +1226,10 @@ void client_rebind_all(const struct config *new_config)
 static struct event *accept_resume_timer;
 static struct log_limit accept_error_limit = { .interval_seconds = 10 };
 
-static void accept_resume_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    (void)arg;
-    if (qmux.listener != NULL && !qmux.stopping)
-        evconnlistener_enable(qmux.listener);
-}
-
-/* Pauses the listener briefly when out of descriptors: accept() would fail again at once
- * for as long as connections are pending, and a closing client frees a descriptor. */
+/* Pauses the listener briefly when out of descriptors; a closing client frees one. */
 static void pause_accepting(void)
 {
-    struct timeval pause = { 0, ACCEPT_PAUSE_MS * 1000 };
-
-    if (accept_resume_timer == NULL)
-        accept_resume_timer = evtimer_new(qmux.base, accept_resume_cb, NULL);
-    if (accept_resume_timer == NULL)
-        return;
-    evconnlistener_disable(qmux.listener);
-    evtimer_add(accept_resume_timer, &pause);
+    qmux_pause_listener(qmux.listener, &accept_resume_timer, ACCEPT_PAUSE_MS);
 }
 
 static void accept_error_cb(struct evconnlistener *listener, void *arg)

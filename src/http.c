@@ -54,21 +54,10 @@ static struct evconnlistener *listener;
 static struct event *accept_resume_timer;
 static struct log_limit accept_error_limit = { .interval_seconds = 10 };
 
-static void accept_resume_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    (void)arg;
-    if (listener != NULL && !qmux.stopping)
-        evconnlistener_enable(listener);
-}
-
 /* A failed accept, most often EMFILE: without this callback libevent retries at once
  * and logs every failure, so the loop spins. Accepting pauses briefly instead. */
 static void accept_error_cb(struct evconnlistener *source, void *arg)
 {
-    struct timeval pause = { 0, HTTP_ACCEPT_PAUSE_MS * 1000 };
-
     (void)arg;
     log_limited(&accept_error_limit, LOG_LEVEL_ERROR, "HTTP accept failed: %s with %d IPC "
                 "clients connected; pausing HTTP accepts for %d ms. HTTP connections have "
@@ -76,12 +65,7 @@ static void accept_error_cb(struct evconnlistener *source, void *arg)
                 "on an interface only trusted clients reach",
                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()), qmux.client_count,
                 HTTP_ACCEPT_PAUSE_MS);
-    if (accept_resume_timer == NULL)
-        accept_resume_timer = evtimer_new(qmux.base, accept_resume_cb, NULL);
-    if (accept_resume_timer == NULL)
-        return;
-    evconnlistener_disable(source);
-    evtimer_add(accept_resume_timer, &pause);
+    qmux_pause_listener(source, &accept_resume_timer, HTTP_ACCEPT_PAUSE_MS);
 }
 
 void http_send(struct evhttp_request *request, int status, const char *reason,

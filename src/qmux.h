@@ -47,4 +47,14 @@ extern struct qmux qmux;
 /* Returns a new connection id; ids are never reused within a process. */
 uint64_t qmux_next_id(void);
 
+struct evconnlistener;
+
+/*
+ * Disables listener for ms milliseconds, then enables it again unless qmux is stopping.
+ * *timer is created on the first call and reused; the caller frees it with the
+ * listener. Used when accept() fails for lack of descriptors, which it would do again at
+ * once for as long as connections are pending.
+ */
+void qmux_pause_listener(struct evconnlistener *listener, struct event **timer, int ms);
+
 #endif
