@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <event2/buffer.h>
@@ -119,6 +120,7 @@ static int fail_with_reasons(char *error, size_t size, const char *key, const ch
  * reason instead of OpenSSL's layered errors. */
 static int check_readable(const char *key, const char *path, char *error, size_t size)
 {
+    struct stat status;
     FILE *file = fopen(path, "r");
 
     if (file == NULL) {
@@ -126,7 +128,13 @@ static int check_readable(const char *key, const char *path, char *error, size_t
                  "qmux runs as may read it", key, path, strerror(errno));
         return -1;
     }
+    int is_file = fstat(fileno(file), &status) == 0 && S_ISREG(status.st_mode);
     fclose(file);
+    if (!is_file) {
+        snprintf(error, size, "%s \"%s\": not a regular file; name the PEM file itself",
+                 key, path);
+        return -1;
+    }
     return 0;
 }
 
@@ -179,8 +187,8 @@ static int load_certificate(SSL_CTX *ctx, const char *group, const char *cert_fi
 
     if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1)
         return fail_with_reasons(error, size, cert_key, cert_file, "cannot load the "
-                                 "certificate chain|it must hold PEM certificates, the "
-                                 "server's first");
+                                 "certificate chain|it must hold PEM certificates, the one "
+                                 "of key_file first");
     /* OpenSSL checks the key against the certificate as it loads it. */
     int loaded = SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) == 1;
     if (!loaded && ERR_GET_REASON(ERR_peek_last_error()) != X509_R_KEY_VALUES_MISMATCH)

@@ -447,3 +447,20 @@ integrationTest('TLS client on a plain listener is told why', async (env) => {
   await waitFor(() => /closed: rejected: the client started TLS \(first byte 0x16\) on a plain connection/.test(env.qmux.stderr),
     { what: 'the TLS-on-plain log line' });
 });
+
+integrationTest('a directory as cert_file is named as such', async (env) => {
+  const certs = makeCertificates(env.tmpDir);
+  const configPath = `${env.tmpDir}/directory.conf`;
+  fs.writeFileSync(configPath, qmuxConfigText({
+    listenPort: 5010,
+    upstreamPort: 5001,
+    tls: tlsSettings({ cert: env.tmpDir, key: certs.serverA.key }),
+  }));
+  const result = await new Promise((resolve) => {
+    execFile(QMUX, ['-t', '-c', configPath], { timeout: 5000 }, (error, stdout, stderr) =>
+      resolve({ code: error ? error.code : 0, stderr }));
+  });
+  assert.equal(result.code, 1, result.stderr);
+  assert.ok(result.stderr.includes(`tls.cert_file "${env.tmpDir}": not a regular file; name the PEM file itself`),
+    result.stderr);
+});
