@@ -520,7 +520,12 @@ static void read_event_cb(evutil_socket_t fd, short what, void *arg)
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
             return;
-        snprintf(reason, sizeof(reason), "socket error: %s", strerror(errno));
+        if (conn->state == UPCONN_LOGIN && errno == ECONNRESET)
+            snprintf(reason, sizeof(reason), "connection reset during the login; a kdb+ that "
+                     "serves TLS only (-E 2) resets plain connections, so set "
+                     "upstream_tls.enabled if it does");
+        else
+            snprintf(reason, sizeof(reason), "socket error: %s", strerror(errno));
         upconn_close(conn, reason);
         return;
     }

@@ -464,3 +464,14 @@ integrationTest('a directory as cert_file is named as such', async (env) => {
   assert.ok(result.stderr.includes(`tls.cert_file "${env.tmpDir}": not a regular file; name the PEM file itself`),
     result.stderr);
 });
+
+integrationTest('plain connection to a TLS-only upstream is explained', async (env) => {
+  const certs = makeCertificates(env.tmpDir);
+  await env.startUpstream({ tlsFiles: certs.serverA });
+  await env.startQmux({ poolSize: 1 });
+  await waitFor(() => /connection reset during the login; a kdb\+ that serves TLS only \(-E 2\) resets plain connections/.test(env.qmux.stderr)
+    || /login rejected by upstream/.test(env.qmux.stderr),
+  { what: 'the reason the upstream login failed' });
+  assert.match(env.qmux.stderr, /connection reset during the login/,
+    'the upstream reset the plain connection, and the log says what to check');
+});
