@@ -1007,7 +1007,7 @@ static int name_listed(const struct config *config, const char *name, size_t len
     return 0;
 }
 
-/* Answers the handshake and starts reading commands. */
+/* Sends the handshake reply and starts reading commands. */
 static void admit(struct admin_conn *conn, const struct auth_user *account)
 {
     uint8_t reply = (uint8_t)(conn->capability < ADMIN_CAPABILITY ? conn->capability

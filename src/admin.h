@@ -3,7 +3,7 @@
  * kdb+ IPC protocol, so an operator runs `h"show clients"` from q (or any kdb+ client)
  * and gets q values back: tables, dictionaries, strings, longs.
  *
- * Users of auth.users_file with the admin option log in with their password; when
+ * Users of auth.users_file with the admin option log in with their password. When
  * admin.users is set, only its names may log in, and with admin.anonymous those without
  * an account log in without a password. docs/admin.md lists the commands.
  */

@@ -665,7 +665,7 @@ const struct policy *client_policy_for(const struct config *config,
     return config->default_policy;
 }
 
-/* Answers the handshake with the agreed capability and starts serving the client. */
+/* Sends the handshake reply, the agreed capability, and starts serving the client. */
 static void admit(struct client *client, const struct auth_user *account)
 {
     int pool_capability = qmux.pool->capability;
@@ -765,8 +765,8 @@ static void read_handshake(struct client *client)
         return;
     }
 
-    /* Reading goes on, up to the read limit, so that a client that hangs up ends its check;
-     * what it sends meanwhile waits in the input buffer. */
+    /* Reading goes on, up to the read limit, so that a client that hangs up ends its check.
+     * What it sends meanwhile waits in the input buffer. */
     set_state(client, CLIENT_LOGIN);
     client->login = login_begin_handshake(client->peer, bytes, &handshake, login_done, client);
     evbuffer_drain(input, handshake.length);

@@ -1346,7 +1346,7 @@ static void validate_listener_access(struct loader *loader)
 }
 
 /* Warns when other users may change the config file, which decides who logs in, or read
- * it while it holds an upstream password. */
+ * it while it contains an upstream password. */
 static void check_file_mode(struct loader *loader)
 {
     const struct config *config = loader->config;

@@ -147,7 +147,7 @@ struct config {
                                         default 3, 0..1000 */
     int failure_delay_ms;            /* first delay, doubling per failure; default 250,
                                         0 (off)..60000 */
-    int failure_delay_max_ms;        /* longest delay; default 30000, >= failure_delay_ms */
+    int failure_delay_max_ms;        /* maximum delay; default 30000, >= failure_delay_ms */
     struct auth_db *users;           /* the loaded users file, or NULL; one reference */
     struct policy_set *policies;     /* never NULL after a successful load */
     const struct policy *default_policy;  /* in policies, or NULL to allow everything */

@@ -168,14 +168,14 @@ void http_auth_check(struct evhttp_request *request, const char *peer, http_auth
     if (name_length > 0)
         log_sanitize(user, sizeof(user), credentials, name_length);
 
-    if (config->users == NULL || (config->http_anonymous &&
-                                  auth_find_user(config->users, credentials, name_length) == NULL)) {
+    if (!login_needs_check(config->users, config->http_anonymous, (const uint8_t *)credentials,
+                           name_length)) {
         OPENSSL_cleanse(credentials, sizeof(credentials));
         done(arg, user, NULL);
         return;
     }
     if (!found) {
-        log_info("%s: query without credentials: answered 401 with a Basic challenge", peer);
+        log_info("%s: query without credentials: replied 401 with a Basic challenge", peer);
         send_unauthorized(request, "{\"error\":\"access: send the user name and password "
                           "of the users file with HTTP Basic\"}");
         done(arg, NULL, NULL);

@@ -476,27 +476,9 @@ void login_configure(const struct config *config)
                                (unsigned)config->failure_delay_max_ms);
 }
 
-size_t login_pending(void)
-{
-    return job_count;
-}
-
 int login_listener_allowed(const struct auth_user *user, unsigned listener)
 {
     if (!(auth_user_listeners(user) & listener))
         return 0;
     return listener != AUTH_LISTENER_ADMIN || auth_user_is_admin(user);
-}
-
-const char *login_listener_name(unsigned listener)
-{
-    switch (listener) {
-    case AUTH_LISTENER_IPC:
-        return "ipc";
-    case AUTH_LISTENER_HTTP:
-        return "http";
-    case AUTH_LISTENER_ADMIN:
-        return "admin";
-    }
-    return "unknown";
 }

@@ -35,7 +35,7 @@ struct login_session;
 
 /*
  * Called on the event loop when a login check ends. user is the account in the current
- * qmux.config->users, or NULL when the login failed; failure then says why ("wrong
+ * qmux.config->users, or NULL when the login failed; failure then gives the reason ("wrong
  * password", "unknown user", ...). The session stays the caller's to free.
  */
 typedef void (*login_result_fn)(void *arg, const struct auth_user *user, const char *failure);
@@ -79,14 +79,8 @@ void login_end(struct login_session *session);
 int login_needs_check(const struct auth_db *db, int anonymous, const uint8_t *user,
                       size_t user_len);
 
-/* Returns the number of checks queued or running. */
-size_t login_pending(void);
-
 /* Returns nonzero when user may log in on listener (an AUTH_LISTENER_* bit): its
  * listeners= option names it, and for the admin listener the user has the admin option. */
 int login_listener_allowed(const struct auth_user *user, unsigned listener);
-
-/* Returns the name of an AUTH_LISTENER_* bit: "ipc", "http" or "admin". */
-const char *login_listener_name(unsigned listener);
 
 #endif

@@ -723,7 +723,7 @@ integrationTest('HTTP connections past the fd limit pause accepting', async (env
   const port = await startWithHttp(env, { openFiles: 64 });
   const sockets = [];
 
-  // Each connection holds a descriptor with a request that never ends.
+  // Each connection keeps a descriptor open with a request that never ends.
   for (let i = 0; i < 80; i++) {
     const socket = net.connect(port, HOST);
     socket.on('error', () => {});
